@@ -13,7 +13,6 @@ import errno
 import hashlib
 import json
 import multiprocessing as mp
-import os
 import queue
 import time
 from dataclasses import dataclass, field

@@ -131,12 +131,15 @@ def inspect(path, verify, preview, k) -> None:
         head.add_row("params", ", ".join(f"{k}={v}" for k, v in p.items() if k not in ("render", "augment_options")))
         console.print(head)
     t = Table(title="shards")
-    for col in ("file", "samples", "first id", "noisy_a", "mask", "codec", "MB", "kB/sample"):
-        t.add_column(col, justify="right" if col not in ("file", "codec", "noisy_a", "mask") else "left")
+    t.add_column("file", no_wrap=True, min_width=15)
+    for col in ("samples", "first id", "codec", "MB", "kB/sample"):
+        t.add_column(col, justify="left" if col == "codec" else "right")
     for r in info["shards"]:
-        (sa, da), (sm, dm) = r["fields"]["noisy_a"], r["fields"]["mask"]
-        t.add_row(r["file"], str(r["n"]), str(r["start"]), f"{sa} {da}", f"{sm} {dm}", r["codec"],
-                  f"{r['bytes'] / 1e6:.1f}", f"{r['bytes_per_sample'] / 1e3:.0f}")
+        t.add_row(r["file"], str(r["n"]), str(r["start"]), r["codec"], f"{r['bytes'] / 1e6:.1f}",
+                  f"{r['bytes_per_sample'] / 1e3:.0f}")
+    if info["shards"]:
+        f = info["shards"][0]["fields"]
+        t.caption = "per sample: " + ", ".join(f"{k} {tuple(shape[1:])} {dt}" for k, (shape, dt) in f.items())
     console.print(t)
     if verify:
         try:

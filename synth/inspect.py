@@ -109,10 +109,13 @@ def preview(path: str | Path, out_png: str | Path, k: int = 6, tile_px: int = 25
     for i, name in enumerate(cols):
         cv2.putText(header, name, (i * (tile_px + 2) + 6, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (230, 230, 230), 1, cv2.LINE_AA)
-    legend = "  ".join(f"{k}={v}" for k, v in CLASS_IDS.items())
-    cv2.putText(header, legend, (grid.shape[1] - 330, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (180, 180, 180), 1,
-                cv2.LINE_AA)
-    grid = np.concatenate([header, grid], axis=0)
+    footer = np.full((header_px, grid.shape[1], 3), 24, np.uint8)
+    x = 6
+    for name, cid in CLASS_IDS.items():  # each class name written in its overlay colour
+        label = f"{cid} {name}"
+        cv2.putText(footer, label, (x, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, CLASS_COLOURS[cid], 1, cv2.LINE_AA)
+        x += 12 + cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0]
+    grid = np.concatenate([header, grid, footer], axis=0)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out_png), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
