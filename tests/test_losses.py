@@ -1,0 +1,162 @@
+"""Tests for train.losses: restoration losses against torch references, weighting, pair weights, seg loss."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from train.losses import HUBER_DELTA, LOSSES, make_loss, pair_weight, seg_loss
+
+
+def _pair(seed=0, shape=(2, 3, 8, 8), scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g) * scale, torch.randn(shape, generator=g) * scale
+
+
+REFERENCE = {
+    "l1": lambda p, t: F.l1_loss(p, t),
+    "l2": lambda p, t: F.mse_loss(p, t),
+    "huber": lambda p, t: F.huber_loss(p, t, delta=HUBER_DELTA),
+    "smooth_l1": lambda p, t: F.smooth_l1_loss(p, t, beta=HUBER_DELTA),
+}
+REFERENCE["l1+l2"] = lambda p, t: REFERENCE["l1"](p, t) + REFERENCE["l2"](p, t)
+REFERENCE["huber+l2"] = lambda p, t: REFERENCE["huber"](p, t) + REFERENCE["l2"](p, t)
+REFERENCE["smooth_l1+l2"] = lambda p, t: REFERENCE["smooth_l1"](p, t) + REFERENCE["l2"](p, t)
+REFERENCE["all"] = lambda p, t: sum(REFERENCE[k](p, t) for k in ("l1", "l2", "huber", "smooth_l1"))
+
+
+def test_reference_covers_every_loss():
+    assert set(REFERENCE) == set(LOSSES)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_matches_torch_reference(name):
+    pred, target = _pair(scale=2.0)  # errors above and below delta, so Huber differs from L2
+    torch.testing.assert_close(make_loss(name)(pred, target), REFERENCE[name](pred, target))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_all_ones_weight_is_the_plain_mean(name):
+    pred, target = _pair()
+    ones = torch.ones(2, 1, 8, 8)
+    torch.testing.assert_close(LOSSES[name](pred, target, ones), LOSSES[name](pred, target))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_weighted_mean_by_hand(name):
+    pred, target = _pair(seed=1)
+    w = torch.zeros(2, 1, 8, 8)
+    w[0, 0, 2:4, 3:6] = 1.0
+    w[1, 0, 5, 5] = 3.0
+    loss = LOSSES[name](pred, target, w)
+    # sum(w * loss) / sum(w) over all channels = weighted mean of the selected pixels.
+    a = REFERENCE[name](pred[0, :, 2:4, 3:6], target[0, :, 2:4, 3:6])  # 6 pixels, weight 1 each
+    b = REFERENCE[name](pred[1, :, 5, 5], target[1, :, 5, 5])  # 1 pixel, weight 3
+    torch.testing.assert_close(loss, (6 * a + 3 * b) / 9)
+
+
+def test_weighted_loss_gradient_and_dtype():
+    pred, target = _pair()
+    pred = pred.bfloat16().requires_grad_()
+    loss = LOSSES["l1"](pred, target.bfloat16(), torch.ones(2, 1, 8, 8))
+    assert loss.dtype == torch.float32 and loss.ndim == 0
+    loss.backward()
+    assert torch.isfinite(pred.grad.float()).all()
+
+
+def test_bad_weight_and_shapes_are_refused():
+    pred, target = _pair()
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        LOSSES["l1"](pred, target, torch.ones(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="shapes differ"):
+        LOSSES["l1"](pred, target[:, :1])
+
+
+def test_unknown_loss_lists_names():
+    with pytest.raises(ValueError, match=r"unknown loss 'mse'; valid names: l1, l2, huber"):
+        make_loss("mse")
+
+
+def test_pair_weight_marks_differing_pixels():
+    a = torch.full((2, 3, 6, 6), 0.5)
+    b = a.clone()
+    b[0, 2, 1, 1] += 9 / 255  # one channel differs by more than 8 levels: max over channels sees it
+    b[1, 0, 4, 2] -= 30 / 255  # darker counts as well
+    b[1, 1, 0, 0] += 7 / 255  # below the threshold
+    w = pair_weight(a, b)
+    assert w.shape == (2, 1, 6, 6) and w.dtype == torch.float32 and not w.requires_grad
+    expected = torch.ones(2, 1, 6, 6)
+    expected[0, 0, 1, 1] = 21.0
+    expected[1, 0, 4, 2] = 21.0
+    torch.testing.assert_close(w, expected)
+    assert pair_weight(a, b, boost=4.0, thresh=0.0)[1, 0, 0, 0] == 5.0
+
+
+def test_pair_weight_reads_uint8_as_grey_levels():
+    a = torch.full((1, 3, 4, 4), 100, dtype=torch.uint8)
+    b = a.clone()
+    b[0, 1, 0, 0] = 109  # 9 levels: counts
+    b[0, 1, 3, 3] = 108  # 8 levels: not above 8/255
+    b[0, 0, 2, 2] = 91  # 9 levels darker: counts (no uint8 wrap-around)
+    w = pair_weight(a, b)
+    assert w[0, 0, 0, 0] == 21.0 and w[0, 0, 2, 2] == 21.0 and w.sum() == 16 + 2 * 20
+    torch.testing.assert_close(w, pair_weight(a.float() / 255, b.float() / 255))
+
+
+def _manual_binary(logits, target):
+    p = torch.sigmoid(logits)
+    bce = -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
+    dice = (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    return bce + 1 - dice
+
+
+def test_seg_loss_binary_by_hand():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, generator=g)
+    target = (torch.rand(2, 1, 8, 8, generator=g) > 0.7).float()
+    torch.testing.assert_close(seg_loss(logits, target), _manual_binary(logits, target))
+    # (B, H, W) targets and class-id values (any non-zero = annotation) give the same loss.
+    torch.testing.assert_close(
+        seg_loss(logits, (target[:, 0] * 3).to(torch.uint8)), _manual_binary(logits, target)
+    )
+
+
+def test_seg_loss_binary_rewards_the_right_answer():
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, 2:5, 2:5] = 1
+    right = (target * 2 - 1) * 20.0
+    assert seg_loss(right, target) < 1e-3
+    assert seg_loss(-right, target) > 10.0
+
+
+def test_seg_loss_multiclass_by_hand():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 8, 8, generator=g, requires_grad=True)
+    ids = torch.randint(0, 3, (2, 8, 8), generator=g)
+    loss = seg_loss(logits, ids.unsqueeze(1))
+    p = torch.softmax(logits, 1)
+    dices = []
+    for c in (1, 2):  # foreground classes only
+        t = (ids == c).float()
+        dices.append(1 - (2 * (p[:, c] * t).sum() + 1) / (p[:, c].sum() + t.sum() + 1))
+    expected = F.cross_entropy(logits, ids) + sum(dices) / 2
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    perfect = F.one_hot(ids, 3).permute(0, 3, 1, 2).float() * 40.0
+    assert seg_loss(perfect, ids) < 1e-3
+
+
+def test_seg_loss_empty_target_and_confident_background_is_near_zero():
+    loss = seg_loss(torch.full((2, 1, 8, 8), -20.0), torch.zeros(2, 1, 8, 8))
+    assert loss < 1e-3 and not math.isnan(loss.item())
+
+
+def test_seg_loss_shape_mismatch():
+    with pytest.raises(ValueError, match="does not match"):
+        seg_loss(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 4, 8))

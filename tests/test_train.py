@@ -1,0 +1,180 @@
+"""train: streaming data, every model in every mode, resume after a kill, eval and apply end to end."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
+from train.cli import LOSS_NAMES, MODEL_NAMES, main  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
+from train.data import MODE_FIELDS, ShardStream, epoch_order, list_shard_files, skip_for_worker  # noqa: E402
+from train.loop import TrainError, load_checkpoint, train_run  # noqa: E402
+from train.losses import LOSSES  # noqa: E402
+from train.models import MODELS  # noqa: E402
+
+SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    for name, seed, n in (("train", 0, 16), ("val", 1, 6)):
+        cfg = BuildConfig(kind="body_marker", n=n, size_px=SIZE, shard_size=4, seed=seed, n_phantoms=3)
+        run_build(make_plan(cfg), root / name)
+    return root
+
+
+def _cfg(shards, out, **kw):
+    base = dict(shards=str(shards / "train"), out=str(out), preset="cpu", width=8, batch_size=2, samples=4,
+                log_every=1, val_samples=4)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_cli_choices_match_registries():
+    assert set(MODEL_NAMES) == set(MODELS) and set(LOSS_NAMES) == set(LOSSES)
+
+
+def test_stream_covers_each_sample_once_per_epoch(shards):
+    seen = []
+    for worker in range(2):
+        seen += epoch_order(list_shard_files(shards / "train")[0], 0, 3, 0, 1, worker, 2, 4, 8, True)
+    assert sorted(seen) == [(s, i) for s in range(4) for i in range(4)]
+    ranks = [set(epoch_order(list_shard_files(shards / "train")[0], 0, 0, r, 2, 0, 1, 4, 8, True)) for r in range(2)]
+    assert not ranks[0] & ranks[1] and len(ranks[0] | ranks[1]) == 16
+    a = epoch_order(list_shard_files(shards / "train")[0], 0, 0, 0, 1, 0, 1, 4, 8, True)
+    b = epoch_order(list_shard_files(shards / "train")[0], 0, 1, 0, 1, 0, 1, 4, 8, True)
+    assert a != b, "each epoch has its own order"
+
+
+def test_stream_yields_uint8_tensors_and_resumes_mid_epoch(shards):
+    ds = ShardStream(shards / "train", MODE_FIELDS["n2n"] + ("sample_id",), seed=0, batch_size=2)
+    full = [int(x["sample_id"]) for x in ds]
+    first = next(iter(ds))
+    assert first["noisy_a"].dtype == torch.uint8 and first["noisy_a"].shape == (3, SIZE, SIZE)
+    ds.set_epoch(0, skip=6)
+    assert [int(x["sample_id"]) for x in ds] == full[6:]
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
+    ds.set_epoch(0, skip=0)
+    order = [int(i) for b in loader for i in b["sample_id"]]
+    ds.set_epoch(0, skip=6)
+    assert [int(i) for b in loader for i in b["sample_id"]] == order[6:]
+    assert skip_for_worker(6, 0, 2, 2) == 4 and skip_for_worker(6, 1, 2, 2) == 2
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("mode", ["n2n", "n2c", "seg"])
+def test_every_model_trains_in_every_mode(shards, tmp_path, model, mode):
+    width = None if model in ("fcn", "linknet") else 8
+    r = train_run(_cfg(shards, tmp_path / "run", model=model, mode=mode, width=width, samples=4))
+    assert r["steps"] == 2 and r["samples"] == 4
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["model_config"]["name"] == model and ckpt["meta"]["mode"] == mode
+    stats = [json.loads(x) for x in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(s["loss"]) for s in stats if "loss" in s)
+
+
+def test_validation_metrics_and_best_checkpoint(shards, tmp_path):
+    r = train_run(_cfg(shards, tmp_path / "run", val_shards=str(shards / "val"), samples=8))
+    assert set(r["val"]) >= {"dice", "iou", "pixel_accuracy", "ssim", "psnr_hvsm", "psnr"}
+    assert (tmp_path / "run" / "best.pt").exists()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert any("val_dice" in x for x in lines)
+    assert all({"step", "samples", "loss", "lr", "img_s", "data_wait"} <= set(x) for x in lines if "loss" in x)
+
+
+def test_rerun_after_kill_matches_uninterrupted_run(shards, tmp_path):
+    ref = tmp_path / "ref"
+    train_run(_cfg(shards, ref, samples=16, ckpt_every=1))
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "train.cli", "run", "--shards", str(shards / "train"), "--out", str(killed),
+           "--preset", "cpu", "--width", "8", "--batch-size", "2", "--samples", "16", "--ckpt-every", "1",
+           "--log-every", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if (killed / "last.pt").exists() and torch.load(killed / "last.pt", weights_only=True)["state"]["step"] >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step_at_kill = torch.load(killed / "last.pt", weights_only=True)["state"]["step"]
+    assert 3 <= step_at_kill < 8, "the kill should land mid-run"
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr
+    a, b = load_checkpoint(ref / "last.pt"), load_checkpoint(killed / "last.pt")
+    assert a["state"]["step"] == b["state"]["step"] == 8
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_different_settings_in_run_dir_are_refused(shards, tmp_path):
+    train_run(_cfg(shards, tmp_path / "run"))
+    with pytest.raises(TrainError, match="different run"):
+        train_run(_cfg(shards, tmp_path / "run", lr=0.5))
+
+
+def test_eval_and_apply_from_the_cli(shards, tmp_path):
+    train_run(_cfg(shards, tmp_path / "run", samples=4))
+    runner = CliRunner()
+    r = runner.invoke(main, ["eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--shards",
+                             str(shards / "val"), "--out", str(tmp_path / "ev"), "--save-examples", "2"])
+    assert r.exit_code == 0, r.output
+    rows = (tmp_path / "ev" / "per_image.csv").read_text().splitlines()
+    assert len(rows) == 7 and rows[0].startswith("sample_id,dice,iou,pixel_accuracy,ssim,psnr,psnr_hvsm")
+    assert (tmp_path / "ev" / "example_01.png").exists() and "psnr_hvsm" in (tmp_path / "ev" / "summary.md").read_text()
+    # apply: any size and aspect, a folder with a bad file in it
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)
+    cv2.imwrite(str(scans / "wide.png"), img)
+    (scans / "broken.png").write_bytes(b"nope")
+    r = runner.invoke(main, ["apply", "--checkpoint", str(tmp_path / "run" / "best.pt"), str(scans), "--out",
+                             str(tmp_path / "applied")])
+    assert r.exit_code == 1 and "broken.png" in r.output and "Traceback" not in r.output
+    cleaned = cv2.imread(str(tmp_path / "applied" / "wide.clean.png"))
+    mask = cv2.imread(str(tmp_path / "applied" / "wide.mask.png"), cv2.IMREAD_GRAYSCALE)
+    assert cleaned.shape == (90, 150, 3) and mask.shape == (90, 150)
+    from train.evaluate import dilate
+    outside = ~dilate(mask > 0)
+    assert np.array_equal(cleaned[outside], img[outside]), "pixels outside the mask are untouched"
+    assert "wide.png" in (tmp_path / "applied" / "apply.csv").read_text()
+
+
+def test_bad_checkpoint_is_refused(tmp_path):
+    bogus = tmp_path / "evil.pt"
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    bogus.write_bytes(pickle.dumps(Evil()))
+    r = CliRunner().invoke(main, ["apply", "--checkpoint", str(bogus), str(tmp_path), "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "can read safely" in r.output and "evil.pt" in r.output
+
+
+def test_fp16_on_cpu_is_refused(shards, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("has CUDA")
+    with pytest.raises(TrainError, match="fp16 needs a CUDA GPU"):
+        train_run(_cfg(shards, tmp_path / "run", amp="fp16"))
+
+
+def test_bf16_autocast_runs_on_cpu(shards, tmp_path):
+    r = train_run(_cfg(shards, tmp_path / "run", amp="bf16", samples=2))
+    assert r["steps"] == 1

@@ -1,0 +1,154 @@
+"""Prediction and evaluation: masks from restorations or logits, the cleaned image, metrics like the paper."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from train import metrics as M
+
+CLEAN_DILATE_PX = 2
+"""The cleaned image takes network pixels only inside the predicted mask grown by this many pixels
+(annotation edges are anti-aliased and JPEG-softened beyond the thresholded core); every other pixel
+is the input, unchanged."""
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A trained model plus what it needs to run: mode, normalisation, device, autocast dtype."""
+
+    model: torch.nn.Module
+    mode: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+
+    @torch.inference_mode()
+    def __call__(self, x_uint8: torch.Tensor) -> np.ndarray:
+        """(B, 3, H, W) uint8 -> restoration: (B, H, W, 3) float32 on 0..255;
+        seg: (B, H, W) float32 annotation probability."""
+        x = normalize(x_uint8.to(self.device, non_blocking=True), self.mean, self.std)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            y = self.model(x)
+        y = y.float()
+        if self.mode == "seg":
+            prob = torch.sigmoid(y[:, 0]) if y.shape[1] == 1 else 1 - torch.softmax(y, 1)[:, 0]
+            return prob.cpu().numpy()
+        return (denormalize(y, self.mean, self.std).clamp(0, 255)).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def normalize(x_uint8: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float: x/255, then (x - mean)/std per channel (linear: mean 0, std 1)."""
+    x = x_uint8.float().div_(255.0)
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def denormalize(y: torch.Tensor, mean, std) -> torch.Tensor:
+    """Inverse of normalize, on the 0..255 scale."""
+    m = torch.tensor(mean, device=y.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=y.device).view(1, -1, 1, 1)
+    return (y * s + m) * 255.0
+
+
+def masks_and_cleaned(inp: np.ndarray, pred: np.ndarray, mode: str, threshold: float | None = None,
+                      min_area: int = M.DEFAULT_MIN_AREA) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """For one image: (predicted bool mask, cleaned uint8 image, raw network image or None).
+
+    inp: (H, W, 3) uint8. pred: restoration (H, W, 3) float 0..255, or seg probability (H, W).
+    Restoration: mask = metrics.residual_mask(inp, out); seg: probability > 0.5 (then the same small
+    component removal). Cleaned: the input, with pixels inside the dilated mask replaced by the network
+    output (restoration) or by inpainting (seg).
+    """
+    threshold = M.DEFAULT_THRESHOLD if threshold is None else threshold
+    if mode == "seg":
+        # probability > 0.5, with the same small-component removal as restorations (via the one rule)
+        mask = M.residual_mask(np.zeros(pred.shape, np.float32), pred * 255.0, threshold=127.5, min_area=min_area)
+        grown = dilate(mask)
+        cleaned = cv2.inpaint(inp, grown.astype(np.uint8), 3, cv2.INPAINT_TELEA) if grown.any() else inp.copy()
+        return mask, cleaned, None
+    out = np.clip(np.rint(pred), 0, 255).astype(np.uint8)
+    mask = M.residual_mask(inp, pred, threshold=threshold, min_area=min_area)
+    grown = dilate(mask)
+    cleaned = np.where(grown[..., None], out, inp)
+    return mask, cleaned, out
+
+
+def dilate(mask: np.ndarray, px: int = CLEAN_DILATE_PX) -> np.ndarray:
+    if px <= 0 or not mask.any():
+        return mask.astype(bool)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.dilate(mask.astype(np.uint8), k).astype(bool)
+
+
+def evaluate_batches(predictor: Predictor, batches, threshold: float | None = None, max_samples: int | None = None,
+                     keep_examples: int = 0):
+    """Run over batches of dicts with noisy_a, clean, mask (uint8 tensors). Returns (rows, examples).
+
+    rows: one dict per image: sample_id (if present), dice, iou, pixel_accuracy, and for the cleaned
+    image ssim, psnr, psnr_hvsm, plus *_raw for the network's own output (restoration modes, the paper's
+    definition). examples: up to keep_examples tuples (input, output-or-cleaned, predicted mask, true mask).
+    """
+    rows, examples = [], []
+    for batch in batches:
+        pred = predictor(batch["noisy_a"])
+        inp = batch["noisy_a"].permute(0, 2, 3, 1).numpy()
+        clean = batch["clean"].permute(0, 2, 3, 1).numpy()
+        truth = batch["mask"].numpy()
+        for b in range(inp.shape[0]):
+            mask, cleaned, raw = masks_and_cleaned(inp[b], pred[b], predictor.mode, threshold)
+            row = {"sample_id": int(batch["sample_id"][b]) if "sample_id" in batch else len(rows)}
+            row.update(M.evaluate_image(mask, truth[b], cleaned, clean[b]))
+            if raw is not None:
+                row.update({f"{k}_raw": fn(raw, clean[b]) for k, fn in M.IMAGE_METRICS.items()})
+            rows.append(row)
+            if len(examples) < keep_examples:
+                examples.append((inp[b], raw if raw is not None else cleaned, mask, truth[b] > 0))
+            if max_samples and len(rows) >= max_samples:
+                return rows, examples
+    return rows, examples
+
+
+def summary(rows: list[dict]) -> dict[str, tuple[float, float]]:
+    """metric -> (mean, variance) over rows, like the paper's tables."""
+    keys = [k for k in rows[0] if k != "sample_id"] if rows else []
+    return {k: M.summarize([r[k] for r in rows]) for k in keys}
+
+
+def write_reports(out: Path, rows: list[dict], examples: list, title: str) -> dict:
+    """per_image.csv, summary.json, summary.md and example_*.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "per_image.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    s = summary(rows)
+    (out / "summary.json").write_text(json.dumps({k: {"mean": m, "var": v} for k, (m, v) in s.items()}, indent=1))
+    lines = [f"# {title}", "", f"{len(rows)} images; mean ± variance.", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {m:.4f} ± {v:.2g} |" for k, (m, v) in s.items()]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    for i, ex in enumerate(examples):
+        cv2.imwrite(str(out / f"example_{i:02d}.png"), cv2.cvtColor(panel(*ex), cv2.COLOR_RGB2BGR))
+    return s
+
+
+def panel(inp: np.ndarray, out: np.ndarray, pred_mask: np.ndarray, true_mask: np.ndarray) -> np.ndarray:
+    """input | output | predicted mask | truth, side by side (RGB uint8), labelled."""
+    h = inp.shape[0]
+    tiles = [inp, out, np.repeat(pred_mask[..., None] * 255, 3, 2).astype(np.uint8),
+             np.repeat(true_mask[..., None] * 255, 3, 2).astype(np.uint8)]
+    sep = np.full((h, 3, 3), 90, np.uint8)
+    row = np.concatenate([x for t in tiles for x in (t, sep)][:-1], axis=1)
+    header = np.full((18, row.shape[1], 3), 20, np.uint8)
+    for i, name in enumerate(("input", "output", "predicted mask", "truth")):
+        cv2.putText(header, name, (i * (inp.shape[1] + 3) + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230, 230, 230),
+                    1, cv2.LINE_AA)
+    return np.concatenate([header, row], axis=0)

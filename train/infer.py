@@ -1,0 +1,127 @@
+"""`train apply`: clean scans of any size with a trained checkpoint; write cleaned images, masks, a CSV."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from synth.images import ImageError, find_images, read_image
+from train.evaluate import Predictor, dilate, masks_and_cleaned
+from train.loop import TrainError, load_checkpoint, model_from_checkpoint
+
+
+def predictor_from_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[Predictor, dict]:
+    """(Predictor, checkpoint meta) for a checkpoint written by `train run`."""
+    ckpt = load_checkpoint(path)
+    try:
+        model = model_from_checkpoint(ckpt)
+    except (TrainError, RuntimeError, TypeError, ValueError) as e:
+        raise TrainError(f"{path}: cannot rebuild the model from this checkpoint ({e}).") from e
+    if model.model_config.get("in_channels") != 3:
+        raise TrainError(f"{path}: the model takes {model.model_config.get('in_channels')} channels; "
+                         f"apply works on RGB scans (3 channels).")
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    meta = ckpt["meta"]
+    norm = ckpt["norm"]
+    return Predictor(model, meta["mode"], tuple(norm["mean"]), tuple(norm["std"]), device), meta
+
+
+def model_scale(h: int, w: int, meta: dict) -> float:
+    """The factor that brings an h x w scan to the scale the model was trained at (the build's resize)."""
+    size = meta["image_size"][0]
+    return size / (max(h, w) if meta.get("resize", "letterbox") == "letterbox" else min(h, w))
+
+
+def clean_image(predictor: Predictor, meta: dict, img: np.ndarray, threshold: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(cleaned (H, W, 3) uint8, mask (H, W) bool) for one RGB scan at its own resolution.
+
+    The scan is resized to the training scale, padded to the model's size multiple, run, and the mask
+    mapped back; the cleaned scan equals the input outside the (dilated) mask, bit for bit.
+    """
+    h, w = img.shape[:2]
+    s = model_scale(h, w, meta)
+    sh, sw = max(1, round(h * s)), max(1, round(w * s))
+    small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    m = predictor.model.size_multiple
+    ph, pw = -(-sh // m) * m, -(-sw // m) * m
+    padded = np.zeros((ph, pw, 3), np.uint8)  # black, like the frame around the fan
+    padded[:sh, :sw] = small
+    pred = predictor(torch.from_numpy(padded).permute(2, 0, 1)[None])[0][:sh, :sw]
+    mask_small, cleaned_small, raw = masks_and_cleaned(small, pred, predictor.mode, threshold)
+    if (sh, sw) == (h, w):
+        return cleaned_small, mask_small
+    mask = cv2.resize(mask_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+    grown = dilate(mask)
+    if raw is None:  # seg: inpaint at full resolution
+        cleaned = cv2.inpaint(img, grown.astype(np.uint8), 3, cv2.INPAINT_TELEA) if grown.any() else img.copy()
+    else:
+        up = cv2.resize(raw, (w, h), interpolation=cv2.INTER_CUBIC)
+        cleaned = np.where(grown[..., None], up, img)
+    return cleaned, mask
+
+
+def expand_inputs(inputs: list[Path]) -> list[tuple[Path, str]]:
+    """(file, output stem relative to its input folder) for files and folders (recursive)."""
+    items = []
+    for p in inputs:
+        p = Path(p)
+        if p.is_dir():
+            items += [(f, f.relative_to(p).with_suffix("").as_posix()) for f in find_images(p)]
+        else:
+            items.append((p, p.stem))
+    return items
+
+
+def apply(checkpoint: str | Path, inputs: list[Path], out: str | Path, threshold: float | None = None,
+          progress=None) -> dict:
+    """Clean every scan in `inputs`; returns {"done": n, "bad": [(file, reason)], "csv": path}."""
+    predictor, meta = predictor_from_checkpoint(checkpoint)
+    predictor.model.eval()
+    items = expand_inputs(inputs)
+    if not items:
+        raise TrainError("no PNG/JPG/BMP/TIFF scans found in the inputs given.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = meta.get("kinds", [])
+    rows, bad = [], []
+    for k, (path, stem) in enumerate(items):
+        try:
+            img = read_image(path)
+            cleaned, mask = clean_image(predictor, meta, img, threshold)
+        except (ImageError, OSError) as e:
+            bad.append((str(path), str(e)))
+        else:
+            target = out / stem
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_png(target.with_name(target.name + ".clean.png"), cv2.cvtColor(cleaned, cv2.COLOR_RGB2BGR))
+            _write_png(target.with_name(target.name + ".mask.png"), mask.astype(np.uint8) * 255)
+            n_px = int(mask.sum())
+            row = {"file": str(path), "width": img.shape[1], "height": img.shape[0], "annotated_px": n_px,
+                   "fraction": round(n_px / mask.size, 6)}
+            row.update({f"has_{kind}": int(n_px > 0) for kind in kinds})
+            rows.append(row)
+        if progress:
+            progress(k + 1, len(items))
+    csv_path = out / "apply.csv"
+    tmp = csv_path.with_name("apply.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        fields = ["file", "width", "height", "annotated_px", "fraction", *[f"has_{k}" for k in kinds]]
+        wr = csv.DictWriter(f, fieldnames=fields)
+        wr.writeheader()
+        wr.writerows(rows)
+    os.replace(tmp, csv_path)
+    return {"done": len(rows), "bad": bad, "csv": str(csv_path)}
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", img)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
