@@ -30,7 +30,7 @@ test-slow *ARGS: setup
 
 # benchmarks; writes bench/results/*.md
 bench: setup
-    {{py}} bench/bench_build.py
+    cd bench && ../{{py}} bench_build.py && ../{{py}} bench_train.py
 
 # end-to-end demo on phantoms and the shipped icons; writes out/demo and reports/demo
 demo: setup

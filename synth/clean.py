@@ -39,10 +39,9 @@ class CleanSet:
     def load(self, clean_id: int, size_px: int, policy: str) -> np.ndarray:
         """Clean source `clean_id` as (size_px, size_px, 3) uint8 RGB."""
         if self.is_phantom:
-            from synth.phantom import make_phantom
+            from synth.phantom import make_phantom, phantom_seed
 
-            seed = int(np.random.SeedSequence([self.phantom_seed, clean_id]).generate_state(1)[0])
-            return make_phantom(seed, size_px=size_px)
+            return make_phantom(phantom_seed(self.phantom_seed, clean_id), size_px=size_px)
         return fit_to_size(read_image(Path(self.root) / self.names[clean_id]), size_px, policy)
 
 

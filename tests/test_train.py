@@ -76,7 +76,8 @@ def test_stream_yields_uint8_tensors_and_resumes_mid_epoch(shards):
 @pytest.mark.parametrize("mode", ["n2n", "n2c", "seg"])
 def test_every_model_trains_in_every_mode(shards, tmp_path, model, mode):
     width = None if model in ("fcn", "linknet") else 8
-    r = train_run(_cfg(shards, tmp_path / "run", model=model, mode=mode, width=width, samples=4))
+    encoder = {"fcn": "resnet50", "n2n_unet": None, "multiresunet": None}.get(model, "resnet18")
+    r = train_run(_cfg(shards, tmp_path / "run", model=model, mode=mode, width=width, encoder=encoder, samples=4))
     assert r["steps"] == 2 and r["samples"] == 4
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["model_config"]["name"] == model and ckpt["meta"]["mode"] == mode

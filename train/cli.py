@@ -26,6 +26,7 @@ def main() -> None:
 @click.option("--val-fraction", type=float, default=0.0, help="Hold out this fraction of --shards' shards instead.")
 @click.option("--model", type=click.Choice(MODEL_NAMES), default="n2n_unet", help="Model from the registry.")
 @click.option("--width", type=int, default=None, help="Base width (n2n_unet 48; the cpu preset uses 16).")
+@click.option("--encoder", default=None, help="smp encoder (default resnet34) or fcn backbone (resnet101|resnet50).")
 @click.option("--mode", type=click.Choice(MODES), default="n2n", help="n2n: noisy_a->noisy_b; n2c: ->clean; seg: ->mask.")
 @click.option("--loss", type=click.Choice(LOSS_NAMES), default=None, help="Restoration loss (default: the preset's).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", help="Recipe filling unset options.")
@@ -44,7 +45,7 @@ def main() -> None:
               help="Metric that picks best.pt.")
 @click.option("--ckpt-every", type=click.IntRange(0), default=0, help="Also checkpoint every N steps (0: epoch ends).")
 @click.option("--log-every", type=click.IntRange(1), default=10, help="Steps between stats.jsonl lines.")
-def run(shards, val_shards, val_fraction, model, width, mode, loss, preset, epochs, samples, batch_size, lr, norm,
+def run(shards, val_shards, val_fraction, model, width, encoder, mode, loss, preset, epochs, samples, batch_size, lr, norm,
         amp, compile_, workers, out, seed, val_samples, best_metric, ckpt_every, log_every) -> None:
     """Train a model on shards; rerun the same command to resume."""
     from rich.console import Console
@@ -54,7 +55,7 @@ def run(shards, val_shards, val_fraction, model, width, mode, loss, preset, epoc
     from train.loop import TrainError, train_run
 
     cfg = TrainConfig(shards=str(shards), out=str(out), val_shards=str(val_shards) if val_shards else None,
-                      val_fraction=val_fraction, model=model, width=width, mode=mode, loss=loss, preset=preset,
+                      val_fraction=val_fraction, model=model, width=width, encoder=encoder, mode=mode, loss=loss, preset=preset,
                       epochs=epochs, samples=samples, batch_size=batch_size, lr=lr, norm=norm, amp=amp,
                       compile=compile_, workers=workers, seed=seed, val_samples=val_samples,
                       best_metric=best_metric, ckpt_every=ckpt_every, log_every=log_every)

@@ -35,6 +35,7 @@ class TrainConfig:
     val_fraction: float = 0.0
     model: str = "n2n_unet"
     width: int | None = None
+    encoder: str | None = None   # smp encoder (resnet34 default) or fcn backbone (resnet101 default)
     mode: str = "n2n"
     loss: str | None = None
     preset: str = "paper"

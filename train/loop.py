@@ -38,6 +38,17 @@ def setup_distributed() -> tuple[int, int, int, torch.device]:
     return rank, world, local, device
 
 
+def encoder_kw(cfg: TrainConfig) -> dict:
+    """--encoder as the registry spells it: `backbone` for fcn, `encoder` for the smp models."""
+    if cfg.encoder is None:
+        return {}
+    if cfg.model == "fcn":
+        return {"backbone": cfg.encoder}
+    if cfg.model in ("n2n_unet", "multiresunet"):
+        raise TrainError(f"--encoder applies to the smp models and fcn, not {cfg.model}.")
+    return {"encoder": cfg.encoder}
+
+
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "off":
         return None
@@ -142,7 +153,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     out_ch = 3 if cfg.mode != "seg" else (1 if len(kinds) == 1 else max(CLASS_IDS.values()) + 1)
     try:
         model = create_model(cfg.model, in_channels=3, out_channels=out_ch, width=cfg.width,
-                             residual=bool(cfg.residual) and cfg.mode != "seg")
+                             residual=bool(cfg.residual) and cfg.mode != "seg", **encoder_kw(cfg))
         model.check_input_size(*size)
     except ValueError as e:
         raise TrainError(f"--model {cfg.model}: {e}") from e

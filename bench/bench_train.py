@@ -1,0 +1,97 @@
+"""Benchmark the training input pipeline and a CPU training step, all measured in one run:
+
+1. samples/s delivered by the shard loader (ShardStream + DataLoader, batch 4, n2n fields) at 512x512
+   with 0, 1 and 2 workers, next to the raw read+decompress floor (h5py reading the same arrays);
+2. training img/s for n2n_unet at the `cpu` preset (width 16) on 256x256 and 512x512 batches.
+Writes bench/results/train.md. Usage: python bench/bench_train.py [--n 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import h5py  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from common import machine, table  # noqa: E402
+from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
+from train.data import MODE_FIELDS, ShardStream  # noqa: E402
+from train.losses import make_loss, pair_weight  # noqa: E402
+from train.models import create_model  # noqa: E402
+
+
+def raw_floor(folder: Path, fields) -> float:
+    t0, n = time.perf_counter(), 0
+    for p in sorted(folder.glob("shard-*.h5")):
+        with h5py.File(p, "r") as f:
+            for start in range(0, f["sample_id"].shape[0], 8):
+                for name in fields:
+                    f[name][start:start + 8]
+                n += min(8, f["sample_id"].shape[0] - start)
+    return n / (time.perf_counter() - t0)
+
+
+def loader_rate(folder: Path, workers: int) -> float:
+    ds = ShardStream(folder, MODE_FIELDS["n2n"], seed=0, batch_size=4)
+    loader = DataLoader(ds, batch_size=4, num_workers=workers)
+    t0, n = time.perf_counter(), 0
+    for batch in loader:
+        n += batch["noisy_a"].shape[0]
+    return n / (time.perf_counter() - t0)
+
+
+def train_rate(size: int, steps: int = 6, batch: int = 4) -> float:
+    torch.manual_seed(0)
+    model = create_model("n2n_unet", width=16, residual=True).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = make_loss("l1")
+    a8 = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
+    b8 = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
+    for i in range(steps + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        x = (a8.float() / 255).contiguous(memory_format=torch.channels_last)
+        loss = loss_fn(model(x), b8.float() / 255, weight=pair_weight(a8, b8))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=96)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    folder = tmp / "shards"
+    run_build(make_plan(BuildConfig(kind="body_marker", n=args.n, size_px=512, shard_size=16)), folder, workers=2)
+    lines = ["# train benchmark", "", f"Machine: {machine()}; torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads", ""]
+    floor = raw_floor(folder, MODE_FIELDS["n2n"])
+    rows = [["raw h5py read + decompress (floor)", f"{floor:.0f}", "1.00"]]
+    for w in (0, 1, 2):
+        r = loader_rate(folder, w)
+        rows.append([f"ShardStream + DataLoader, {w} workers", f"{r:.0f}", f"{r / floor:.2f}"])
+        print(rows[-1], flush=True)
+    lines += [f"## Input pipeline: 512x512, n2n fields (noisy_a, noisy_b), batch 4, {args.n} samples, lzf", "",
+              table(["reader", "samples/s", "vs floor"], rows), ""]
+    rows = [[f"{s}x{s}", f"{train_rate(s):.2f}"] for s in (256, 512)]
+    lines += ["## Training step on this CPU: n2n_unet, cpu preset (width 16, residual, pair weighting), "
+              "batch 4, AdamW, fp32", "", table(["input", "img/s"], rows), ""]
+    text = "\n".join(lines)
+    (Path(__file__).parent / "results").mkdir(exist_ok=True)
+    (Path(__file__).parent / "results" / "train.md").write_text(text)
+    print(text)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
