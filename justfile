@@ -22,6 +22,7 @@ setup:
 
 # the test suite (about 5-10 min on 2 cores); REQUIRE_DEVDATA=1 turns dev-data skips into failures
 test *ARGS: setup
+    {{bin}}/ruff check synth train tests bench
     HF_HUB_OFFLINE=1 {{py}} -m pytest -q -m "not slow and not gpu" {{ARGS}}
 
 # slower checks (bigger builds, longer training)
@@ -30,14 +31,18 @@ test-slow *ARGS: setup
 
 # benchmarks; writes bench/results/*.md
 bench: setup
-    cd bench && ../{{py}} bench_build.py && ../{{py}} bench_train.py
+    cd bench && ../{{py}} bench_build.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py
 
-# end-to-end demo on phantoms and the shipped icons; writes out/demo and reports/demo
+# end-to-end demo on built-in phantoms and the shipped icons (~5 min on 2 cores): shards, preview,
+# a small n2n model, its evaluation on unseen phantoms, and cleaned scans; writes out/demo and reports/demo
 demo: setup
-    {{bin}}/synth phantom --n 8 --out out/demo/phantoms
-    {{bin}}/synth build --type body_marker --n 512 --size 256 --shard-size 128 --workers 2 --out out/demo/shards/train
+    {{bin}}/synth phantom --n 6 --out out/demo/phantoms --size 384
+    {{bin}}/synth build --type body_marker --n 1024 --size 256 --shard-size 128 --workers 2 --out out/demo/shards/train
     {{bin}}/synth build --type body_marker --n 64 --size 256 --shard-size 64 --seed 1 --out out/demo/shards/val
     {{bin}}/synth inspect out/demo/shards/train --verify --preview reports/demo/preview_body_marker.png
+    {{bin}}/train run --shards out/demo/shards/train --val-shards out/demo/shards/val --preset cpu --mode n2n --epochs 1 --out out/demo/runs/n2n
+    {{bin}}/train eval --checkpoint out/demo/runs/n2n/best.pt --shards out/demo/shards/val --out reports/demo/eval_n2n --save-examples 4
+    {{bin}}/train apply --checkpoint out/demo/runs/n2n/best.pt out/demo/phantoms --out out/demo/applied
 
 lint: setup
     {{bin}}/ruff check synth train tests bench

@@ -19,9 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import h5py  # noqa: E402
 import torch  # noqa: E402
+from common import machine, table  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from common import machine, table  # noqa: E402
 from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
 from train.data import MODE_FIELDS, ShardStream  # noqa: E402
 from train.losses import make_loss, pair_weight  # noqa: E402
@@ -34,7 +34,7 @@ def raw_floor(folder: Path, fields) -> float:
         with h5py.File(p, "r") as f:
             for start in range(0, f["sample_id"].shape[0], 8):
                 for name in fields:
-                    f[name][start:start + 8]
+                    f[name][start : start + 8]
                 n += min(8, f["sample_id"].shape[0] - start)
     return n / (time.perf_counter() - t0)
 
@@ -73,19 +73,31 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
     folder = tmp / "shards"
     run_build(make_plan(BuildConfig(kind="body_marker", n=args.n, size_px=512, shard_size=16)), folder, workers=2)
-    lines = ["# train benchmark", "", f"Machine: {machine()}; torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads", ""]
+    lines = [
+        "# train benchmark",
+        "",
+        f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "",
+    ]
     floor = raw_floor(folder, MODE_FIELDS["n2n"])
     rows = [["raw h5py read + decompress (floor)", f"{floor:.0f}", "1.00"]]
     for w in (0, 1, 2):
         r = loader_rate(folder, w)
         rows.append([f"ShardStream + DataLoader, {w} workers", f"{r:.0f}", f"{r / floor:.2f}"])
         print(rows[-1], flush=True)
-    lines += [f"## Input pipeline: 512x512, n2n fields (noisy_a, noisy_b), batch 4, {args.n} samples, lzf", "",
-              table(["reader", "samples/s", "vs floor"], rows), ""]
+    lines += [
+        f"## Input pipeline: 512x512, n2n fields (noisy_a, noisy_b), batch 4, {args.n} samples, default codec (gzip-1)",
+        "",
+        table(["reader", "samples/s", "vs floor"], rows),
+        "",
+    ]
     rows = [[f"{s}x{s}", f"{train_rate(s):.2f}"] for s in (256, 512)]
-    lines += ["## Training step on this CPU: n2n_unet, cpu preset (width 16, residual, pair weighting), "
-              "batch 4, AdamW, fp32", "", table(["input", "img/s"], rows), ""]
+    lines += [
+        "## Training step on this CPU: n2n_unet, cpu preset (width 16, residual, pair weighting), batch 4, AdamW, fp32",
+        "",
+        table(["input", "img/s"], rows),
+        "",
+    ]
     text = "\n".join(lines)
     (Path(__file__).parent / "results").mkdir(exist_ok=True)
     (Path(__file__).parent / "results" / "train.md").write_text(text)

@@ -18,8 +18,10 @@ def machine() -> str:
         pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     libs = ", ".join(f"{p} {version(p)}" for p in ("numpy", "h5py", "zarr", "opencv-python-headless"))
-    return (f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}; {libs}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}; {libs}"
+    )
 
 
 def table(headers: list[str], rows: list[list]) -> str:

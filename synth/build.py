@@ -23,11 +23,25 @@ import numpy as np
 import synth
 from synth.clean import CleanCache, CleanSet, folder_clean_set, phantom_clean_set
 from synth.icons import DEFAULT_ICON_DIR, IconSet, load_icon_set
-from synth.images import AugmentOptions, Augmenter
+from synth.images import Augmenter, AugmentOptions
 from synth.kinds import CLASS_IDS, KINDS
-from synth.shards import (DEFAULT_COMPRESSION, FIELDS, FORMAT_VERSION, MANIFEST_NAME, Shard, ShardError,
-                          ShardWriter, list_shards, parse_compression, read_manifest, remove_path,
-                          shard_bytes, shard_name, shard_sha256, write_json_atomic)
+from synth.shards import (
+    DEFAULT_COMPRESSION,
+    FIELDS,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    Shard,
+    ShardError,
+    ShardWriter,
+    list_shards,
+    parse_compression,
+    read_manifest,
+    remove_path,
+    shard_bytes,
+    shard_name,
+    shard_sha256,
+    write_json_atomic,
+)
 
 
 class BuildError(RuntimeError):
@@ -357,7 +371,10 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
 
 
 def _run_pool(plan: BuildPlan, out: Path, todo: list[int], workers: int, entries: dict, on_progress) -> None:
-    ctx = mp.get_context("spawn")  # fresh interpreters: no inherited HDF5 or OpenCV state
+    # forkserver: workers fork from a clean server process that has imported the renderer once, so they
+    # start in milliseconds and inherit no HDF5 handles or OpenCV thread pools from this process
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["synth.build", "synth.render", "synth.phantom", "albumentations", "h5py"])
     q = ctx.Queue()
     pool = ctx.Pool(min(workers, len(todo)), initializer=_worker_init, initargs=(plan, q))
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -24,62 +25,130 @@ def main() -> None:
 @click.option("--type", "kind", type=click.Choice(KINDS), required=True, help="Annotation kind to draw.")
 @click.option("--n", type=int, required=True, help="Number of samples (quadruples) to build.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder (created).")
-@click.option("--clean", type=click.Path(path_type=Path), default=None,
-              help="Folder of clean scans (PNG/JPG/BMP/TIFF, recursive). Default: built-in phantom scans.")
-@click.option("--phantoms", "n_phantoms", type=int, default=64, help="Phantom scans to draw from when --clean is not given.")
+@click.option(
+    "--clean",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of clean scans (PNG/JPG/BMP/TIFF, recursive). Default: built-in phantom scans.",
+)
+@click.option(
+    "--phantoms", "n_phantoms", type=int, default=64, help="Phantom scans to draw from when --clean is not given."
+)
 @click.option("--clean-seed", type=int, default=None, help="Seed of the phantom scans (default: --seed).")
-@click.option("--icons", type=click.Path(path_type=Path), default=None,
-              help="Icon folder with index.json. Default: the shipped assets/annotation_icons.")
+@click.option(
+    "--icons",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Icon folder with index.json. Default: the shipped assets/annotation_icons.",
+)
 @click.option("--format", "fmt", type=click.Choice(["hdf5", "zarr"]), default="hdf5", help="Shard storage.")
 @click.option("--size", "size_px", type=int, default=512, help="Image side in pixels (square).")
-@click.option("--resize", type=click.Choice(["letterbox", "crop"]), default="letterbox",
-              help="How clean scans of other aspect ratios are brought to --size.")
+@click.option(
+    "--resize",
+    type=click.Choice(["letterbox", "crop"]),
+    default="letterbox",
+    help="How clean scans of other aspect ratios are brought to --size.",
+)
 @click.option("--shard-size", type=int, default=256, help="Samples per shard (the unit of parallel work).")
 @click.option("--seed", type=int, default=0, help="Master seed: sample i uses SeedSequence([seed, i]).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, help="Worker processes.")
-@click.option("--compression", default="", help="none, lzf, gzip-N, zstd-N, blosc-zstd-N. "
-              "Default: lzf for hdf5, zstd-1 for zarr.")
+@click.option(
+    "--compression",
+    default="",
+    help="none, lzf, gzip-N, zstd-N, blosc-zstd-N. "
+    "Default: gzip-1 for hdf5, zstd-3 for zarr (chosen by bench/bench_build.py).",
+)
 @click.option("--part", default=None, help="Build only part k of K (k/K, 1-based) for cluster array jobs.")
-@click.option("--placement", type=click.Choice(["anywhere", "edges"]), default="anywhere",
-              help="Where body markers may go.")
+@click.option(
+    "--placement", type=click.Choice(["anywhere", "edges"]), default="anywhere", help="Where body markers may go."
+)
 @click.option("--soften/--no-soften", default=True, help="Capture softening: chroma blur + JPEG round trip.")
 @click.option("--augment/--no-augment", default=True, help="Seeded flips, brightness/contrast, gamma, affine.")
 @click.option("--skip-bad", is_flag=True, help="Leave unreadable clean scans out (counted) instead of stopping.")
 @click.option("--overwrite", is_flag=True, help="Replace a different build in --out.")
-def build(kind, n, out, clean, n_phantoms, clean_seed, icons, fmt, size_px, resize, shard_size, seed, workers,
-          compression, part, placement, soften, augment, skip_bad, overwrite) -> None:
+def build(
+    kind,
+    n,
+    out,
+    clean,
+    n_phantoms,
+    clean_seed,
+    icons,
+    fmt,
+    size_px,
+    resize,
+    shard_size,
+    seed,
+    workers,
+    compression,
+    part,
+    placement,
+    soften,
+    augment,
+    skip_bad,
+    overwrite,
+) -> None:
     """Render seeded (noisy_a, noisy_b, clean, mask) quadruples into shards."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from synth.build import BuildConfig, BuildError, make_plan, run_build
 
     console = Console(stderr=True)
-    cfg = BuildConfig(kind=kind, n=n, fmt=fmt, size_px=size_px, resize=resize, shard_size=shard_size, seed=seed,
-                      compression=compression, clean=str(clean) if clean else None, n_phantoms=n_phantoms,
-                      clean_seed=clean_seed, icons=str(icons) if icons else None, placement=placement,
-                      soften=soften, augment=augment)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]:>7.1f} samples/s"), TimeElapsedColumn(), TimeRemainingColumn()]
+    cfg = BuildConfig(
+        kind=kind,
+        n=n,
+        fmt=fmt,
+        size_px=size_px,
+        resize=resize,
+        shard_size=shard_size,
+        seed=seed,
+        compression=compression,
+        clean=str(clean) if clean else None,
+        n_phantoms=n_phantoms,
+        clean_seed=clean_seed,
+        icons=str(icons) if icons else None,
+        placement=placement,
+        soften=soften,
+        augment=augment,
+    )
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.1f} samples/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console, transient=False) as bar:
         try:
             check = bar.add_task("checking clean scans", total=None, rate=0.0)
-            plan = make_plan(cfg, skip_bad=skip_bad,
-                             progress=lambda k, total: bar.update(check, completed=k, total=total))
+            plan = make_plan(
+                cfg, skip_bad=skip_bad, progress=lambda k, total: bar.update(check, completed=k, total=total)
+            )
             bar.remove_task(check)
             task = bar.add_task(f"building {kind}", total=None, rate=0.0)
-            import time
+            clock = {"t0": time.perf_counter(), "done": 0}
 
-            t0 = [time.perf_counter()]
-            def started(total):
-                t0[0] = time.perf_counter()
+            def started(total: int) -> None:
+                clock["t0"] = time.perf_counter()
                 bar.update(task, total=total)
-            def advance(delta):
-                bar.advance(task, delta)
-                done = bar.tasks[[t.id for t in bar.tasks].index(task)].completed
-                bar.update(task, rate=done / max(time.perf_counter() - t0[0], 1e-9))
-            summary = run_build(plan, out, workers=workers, part=part, overwrite=overwrite,
-                                on_progress=advance, on_start=started)
+
+            def advance(delta: int) -> None:
+                clock["done"] += delta
+                rate = clock["done"] / max(time.perf_counter() - clock["t0"], 1e-9)
+                bar.update(task, advance=delta, rate=rate)
+
+            summary = run_build(
+                plan, out, workers=workers, part=part, overwrite=overwrite, on_progress=advance, on_start=started
+            )
         except BuildError as e:
             raise _fail(e) from None
     _print_summary(summary)
@@ -95,9 +164,15 @@ def _print_summary(s: dict) -> None:
     t.add_row("shards built / already complete", f"{s['shards_built']} / {s['shards_skipped']}")
     t.add_row("samples built", f"{s['samples_built']} in {s['seconds']:.1f} s ({s['samples_per_s']:.1f} samples/s)")
     t.add_row("size on disk", f"{s['bytes'] / 1e6:.1f} MB ({s['bytes_per_sample'] / 1e3:.0f} kB per sample)")
-    t.add_row("clean sources", f"{s['clean_sources']}" + (f" ({len(s['clean_skipped'])} unreadable, skipped: "
-                                                         f"{', '.join(s['clean_skipped'][:5])})"
-                                                         if s["clean_skipped"] else ""))
+    t.add_row(
+        "clean sources",
+        f"{s['clean_sources']}"
+        + (
+            f" ({len(s['clean_skipped'])} unreadable, skipped: {', '.join(s['clean_skipped'][:5])})"
+            if s["clean_skipped"]
+            else ""
+        ),
+    )
     Console().print(t)
 
 
@@ -122,9 +197,22 @@ def inspect(path, verify, preview, k) -> None:
     m = info["manifest"]
     if m:
         head = Table(title=f"shard set {path}", show_header=False)
-        for key in ("status", "kind", "class_ids", "n_samples", "n_samples_present", "n_shards", "storage",
-                    "compression", "image_size", "resize", "seed", "package_version", "icons_sha256",
-                    "clean_sha256"):
+        for key in (
+            "status",
+            "kind",
+            "class_ids",
+            "n_samples",
+            "n_samples_present",
+            "n_shards",
+            "storage",
+            "compression",
+            "image_size",
+            "resize",
+            "seed",
+            "package_version",
+            "icons_sha256",
+            "clean_sha256",
+        ):
             head.add_row(key, str(m.get(key)))
         head.add_row("clean sources", f"{len(m.get('clean_sources', []))}")
         p = m.get("params", {})
@@ -135,8 +223,14 @@ def inspect(path, verify, preview, k) -> None:
     for col in ("samples", "first id", "codec", "MB", "kB/sample"):
         t.add_column(col, justify="left" if col == "codec" else "right")
     for r in info["shards"]:
-        t.add_row(r["file"], str(r["n"]), str(r["start"]), r["codec"], f"{r['bytes'] / 1e6:.1f}",
-                  f"{r['bytes_per_sample'] / 1e3:.0f}")
+        t.add_row(
+            r["file"],
+            str(r["n"]),
+            str(r["start"]),
+            r["codec"],
+            f"{r['bytes'] / 1e6:.1f}",
+            f"{r['bytes_per_sample'] / 1e3:.0f}",
+        )
     if info["shards"]:
         f = info["shards"][0]["fields"]
         t.caption = "per sample: " + ", ".join(f"{k} {tuple(shape[1:])} {dt}" for k, (shape, dt) in f.items())
@@ -170,8 +264,12 @@ def phantom(n, out, size_px, seed) -> None:
 
 
 @main.command("draw-icons")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder for the icon set. Default: the shipped assets/annotation_icons.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the icon set. Default: the shipped assets/annotation_icons.",
+)
 def draw_icons(out) -> None:
     """(Re)draw the shipped procedural icon set (body markers, caliper glyphs)."""
     from synth.draw_icons import draw_default_icons
@@ -184,17 +282,26 @@ def draw_icons(out) -> None:
 @main.command("extract-icons")
 @click.option("--from", "src", type=click.Path(path_type=Path), required=True, help="Folder of annotated scans.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder for the icon set.")
-@click.option("--kind", type=click.Choice(["body_marker", "radial_line", "vascular_flow", "text"]), default=None,
-              help="Keep only this kind (and label un-classified overlays as it).")
-@click.option("--reference", type=click.Path(path_type=Path), default=None,
-              help="Folder of clean twins (same file names): overlay = difference to the twin.")
+@click.option(
+    "--kind",
+    type=click.Choice(["body_marker", "radial_line", "vascular_flow", "text"]),
+    default=None,
+    help="Keep only this kind (and label un-classified overlays as it).",
+)
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of clean twins (same file names): overlay = difference to the twin.",
+)
 @click.option("--roi", default=None, help="x,y,w,h: cut this box from every scan.")
 @click.option("--skip-bad", is_flag=True, help="Go on past unreadable files (counted).")
 def extract_icons(src, out, kind, reference, roi, skip_bad) -> None:
     """Find burned-in overlays in real scans and write them as an RGBA icon set."""
     from rich.progress import Progress
 
-    from synth.extract import ExtractError, extract_icons as run
+    from synth.extract import ExtractError
+    from synth.extract import extract_icons as run
 
     box = None
     if roi:
@@ -206,12 +313,21 @@ def extract_icons(src, out, kind, reference, roi, skip_bad) -> None:
     with Progress(transient=True) as bar:
         task = bar.add_task("extracting", total=None)
         try:
-            summary = run(src, out, kind=kind, reference=reference, roi=box, skip_bad=skip_bad,
-                          progress=lambda k, total: bar.update(task, completed=k, total=total))
+            summary = run(
+                src,
+                out,
+                kind=kind,
+                reference=reference,
+                roi=box,
+                skip_bad=skip_bad,
+                progress=lambda k, total: bar.update(task, completed=k, total=total),
+            )
         except ExtractError as e:
             raise _fail(e) from None
-    click.echo(f"scanned {summary['files']} files, found {summary['found']} overlays, wrote {summary['written']} "
-               f"icons ({summary['duplicates']} duplicates merged) to {out}")
+    click.echo(
+        f"scanned {summary['files']} files, found {summary['found']} overlays, wrote {summary['written']} "
+        f"icons ({summary['duplicates']} duplicates merged) to {out}"
+    )
     for k, v in sorted(summary.get("by_kind", {}).items()):
         click.echo(f"  {k}: {v}")
     if summary.get("bad_files"):

@@ -203,8 +203,12 @@ class _Raster:
     def around(cls, xs, ys, margin: float, h: int, w: int) -> _Raster:
         """Canvas over the bounding box of the points plus `margin`, clipped to the image."""
         xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
-        return cls(max(0.0, xs.min() - margin), max(0.0, ys.min() - margin),
-                   min(float(w), xs.max() + margin), min(float(h), ys.max() + margin))
+        return cls(
+            max(0.0, xs.min() - margin),
+            max(0.0, ys.min() - margin),
+            min(float(w), xs.max() + margin),
+            min(float(h), ys.max() + margin),
+        )
 
     def _pts(self, pts) -> np.ndarray:
         """Image px -> int32 canvas pixel-centre coordinates with 2 fractional bits (cv2 `shift=2`)."""
@@ -216,8 +220,7 @@ class _Raster:
 
     def polylines(self, runs, width_px: float) -> None:
         if runs:
-            cv2.polylines(self.a, [self._pts(r) for r in runs], False, 255, max(1, round(width_px * SS)),
-                          cv2.LINE_8, 2)
+            cv2.polylines(self.a, [self._pts(r) for r in runs], False, 255, max(1, round(width_px * SS)), cv2.LINE_8, 2)
 
     def fill_poly(self, pts) -> None:
         cv2.fillPoly(self.a, [self._pts(pts)], 255, cv2.LINE_8, 2)
@@ -225,7 +228,7 @@ class _Raster:
     def rect(self, x0: float, y0: float, x1: float, y1: float) -> None:
         c0 = max(0, round((x0 - self.x0) * SS)), max(0, round((y0 - self.y0) * SS))
         c1 = round((x1 - self.x0) * SS), round((y1 - self.y0) * SS)
-        self.a[c0[1]:max(c0[1], c1[1]), c0[0]:max(c0[0], c1[0])] = 255
+        self.a[c0[1] : max(c0[1], c1[1]), c0[0] : max(c0[0], c1[0])] = 255
 
     def text(self, label: TextLabel) -> None:
         fs, th = _font_args(label.font, label.cap_px, label.bold)
@@ -256,8 +259,8 @@ class _Piece:
 
     x0: int
     y0: int
-    alpha: np.ndarray           # float32 in [0, 1]
-    colour: np.ndarray          # (3,) float32 straight colour, or (h, w, 3) float32 premultiplied colour
+    alpha: np.ndarray  # float32 in [0, 1]
+    colour: np.ndarray  # (3,) float32 straight colour, or (h, w, 3) float32 premultiplied colour
     class_id: int
     ys: np.ndarray | None = None
     xs: np.ndarray | None = None
@@ -301,11 +304,27 @@ class Layer:
         if not keep.any():
             return
         ys, xs = ys[keep].astype(np.intp), xs[keep].astype(np.intp)
-        self.pieces.append(_Piece(int(xs.min()), int(ys.min()), np.minimum(alpha[keep], 1).astype(np.float32),
-                                  np.asarray(colour, np.float32).reshape(3), class_id, ys, xs))
+        self.pieces.append(
+            _Piece(
+                int(xs.min()),
+                int(ys.min()),
+                np.minimum(alpha[keep], 1).astype(np.float32),
+                np.asarray(colour, np.float32).reshape(3),
+                class_id,
+                ys,
+                xs,
+            )
+        )
 
-    def add_raster(self, r: _Raster, colour, class_id: int, shadow_px: float = 0.0,
-                   shadow_opacity: float = 1.0, opacity: float = 1.0) -> None:
+    def add_raster(
+        self,
+        r: _Raster,
+        colour,
+        class_id: int,
+        shadow_px: float = 0.0,
+        shadow_opacity: float = 1.0,
+        opacity: float = 1.0,
+    ) -> None:
         """Add a raster's coverage in `colour`, under it an optional black drop shadow at (+d, +d)."""
         if shadow_px > 0 and shadow_opacity > 0:
             self.add(r.x0, r.y0, r.shifted_alpha(shadow_px) * np.float32(shadow_opacity), (0, 0, 0), class_id)
@@ -321,7 +340,7 @@ class Layer:
             if p.ys is not None:
                 lab[p.ys, p.xs] = p.class_id
             else:
-                sub = lab[p.y0:p.y1, p.x0:p.x1]
+                sub = lab[p.y0 : p.y1, p.x0 : p.x1]
                 sub[p.alpha > 0] = p.class_id
         return lab
 
@@ -332,22 +351,25 @@ class Layer:
             if p.ys is not None:
                 n += int(np.count_nonzero(avoid[p.ys, p.xs]))
             else:
-                n += int(np.count_nonzero(avoid[p.y0:p.y1, p.x0:p.x1] & (p.alpha > 0)))
+                n += int(np.count_nonzero(avoid[p.y0 : p.y1, p.x0 : p.x1] & (p.alpha > 0)))
         return n
 
 
-def _box_coverage(cx: np.ndarray, cy: np.ndarray, w_px: float, h_px: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _box_coverage(
+    cx: np.ndarray, cy: np.ndarray, w_px: float, h_px: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact area coverage of axis-aligned w x h rectangles centred at (cx, cy) (image px): unique
     pixels (ys, xs) and coverage (n,) (overlapping rectangles add, capped at 1 by the layer)."""
     cx, cy = np.asarray(cx, np.float64), np.asarray(cy, np.float64)
     if not len(cx):
         e = np.zeros(0, np.intp)
         return e, e, np.zeros(0, np.float32)
+
     def overlaps(c, size):
         lo, hi = c - size / 2, c + size / 2
         i = np.floor(lo).astype(np.intp)[:, None] + np.arange(math.ceil(size) + 1)
         return i, np.clip(np.minimum(i + 1, hi[:, None]) - np.maximum(i, lo[:, None]), 0, 1)
+
     ix, ox = overlaps(cx, w_px)
     iy, oy = overlaps(cy, h_px)
     cov = (oy[:, :, None] * ox[:, None, :]).reshape(-1)
@@ -453,9 +475,9 @@ class TextLabel:
     bold: bool
     font: int
     colour: tuple[int, int, int]
-    outline_px: float = 0.0                       # dark outline around the glyphs (0: none)
+    outline_px: float = 0.0  # dark outline around the glyphs (0: none)
     outline_colour: tuple[int, int, int] = (16, 16, 16)
-    shadow_px: float = 0.0                        # black drop shadow at (+d, +d) (0: none)
+    shadow_px: float = 0.0  # black drop shadow at (+d, +d) (0: none)
 
 
 def _label_margin(label_outline: float, shadow: float) -> float:
@@ -478,8 +500,12 @@ def _place_label(label_kw: dict, x_ink: float, y_ink: float, box) -> dict:
 def _draw_label(label: TextLabel, layer: Layer, class_id: int) -> None:
     l, t, r, b = _text_ink(label.text, label.font, label.cap_px, label.bold)
     m = _label_margin(label.outline_px, label.shadow_px) + 1
-    ras = _Raster(max(0.0, label.x + l - m), max(0.0, label.y + t - m),
-                  min(float(layer.w), label.x + r + m), min(float(layer.h), label.y + b + m))
+    ras = _Raster(
+        max(0.0, label.x + l - m),
+        max(0.0, label.y + t - m),
+        min(float(layer.w), label.x + r + m),
+        min(float(layer.h), label.y + b + m),
+    )
     ras.text(label)
     if label.shadow_px > 0:
         layer.add(ras.x0, ras.y0, ras.shifted_alpha(label.shadow_px), (0, 0, 0), class_id)
@@ -549,10 +575,10 @@ class BodyMarkerParams:
     """A body-marker pictogram from the icon set, recoloured, scaled and rotated about its centre."""
 
     icon: str
-    cx: float                 # centre of the placed icon, image px
+    cx: float  # centre of the placed icon, image px
     cy: float
-    scale: float              # icon px -> image px
-    angle_deg: float          # counter-clockwise
+    scale: float  # icon px -> image px
+    angle_deg: float  # counter-clockwise
     colour: tuple[int, int, int]
     opacity: float
 
@@ -572,14 +598,21 @@ def _rotated_size(w: float, h: float, angle_deg: float) -> tuple[float, float]:
 def _body_marker_icons(icons: IconSet | None) -> tuple[Icon, ...]:
     ics = icons.icons("body_marker") if icons is not None else ()
     if not ics:
-        raise ValueError("body_marker needs an icon set with body_marker icons (pass icons=load_icon_set(), "
-                         "e.g. the shipped assets/annotation_icons, or make one with `synth extract-icons`).")
+        raise ValueError(
+            "body_marker needs an icon set with body_marker icons (pass icons=load_icon_set(), "
+            "e.g. the shipped assets/annotation_icons, or make one with `synth extract-icons`)."
+        )
     return ics
 
 
-def sample_body_marker(rng: np.random.Generator, h: int, w: int, icons: IconSet | None,
-                       opts: RenderOptions = RenderOptions(), avoid: np.ndarray | None = None
-                       ) -> BodyMarkerParams:
+def sample_body_marker(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    icons: IconSet | None,
+    opts: RenderOptions = RenderOptions(),
+    avoid: np.ndarray | None = None,
+) -> BodyMarkerParams:
     """Pick an icon, scale 0.6-1.4 of native (at REF_WIDTH_PX), rotation +-15 deg, white/grey/yellow,
     fully inside the image; placement "edges" keeps it within EDGE_BAND of a border."""
     ics = _body_marker_icons(icons)
@@ -601,7 +634,7 @@ def sample_body_marker(rng: np.random.Generator, h: int, w: int, icons: IconSet 
         colour = (255, int(rng.integers(235, 256)), int(rng.integers(0, 110)))
     opacity = float(rng.uniform(0.85, 1.0))
     for attempt in range(80):
-        s = scale * (0.985 ** attempt)
+        s = scale * (0.985**attempt)
         bw, bh = _rotated_size(iw * s, ih * s, angle)
         bw, bh = bw + 2, bh + 2  # linear-interpolation fringe
         if bw >= w - 2 or bh >= h - 2:
@@ -625,12 +658,21 @@ def sample_body_marker(rng: np.random.Generator, h: int, w: int, icons: IconSet 
         bw, bh = _rotated_size(iw * scale, ih * scale, angle)
         cx = float(np.clip(cx, bw / 2 + 1, w - bw / 2 - 1))
         cy = float(np.clip(cy, bh / 2 + 1, h - bh / 2 - 1))
-    return BodyMarkerParams(icon=ic.name, cx=cx, cy=cy, scale=scale, angle_deg=angle, colour=colour,
-                            opacity=opacity)
+    return BodyMarkerParams(icon=ic.name, cx=cx, cy=cy, scale=scale, angle_deg=angle, colour=colour, opacity=opacity)
 
 
-def _icon_piece(layer: Layer, icon: Icon, cx: float, cy: float, scale: float, angle_deg: float,
-                colour, opacity: float, class_id: int, anchor=None) -> None:
+def _icon_piece(
+    layer: Layer,
+    icon: Icon,
+    cx: float,
+    cy: float,
+    scale: float,
+    angle_deg: float,
+    colour,
+    opacity: float,
+    class_id: int,
+    anchor=None,
+) -> None:
     """Recolour an RGBA icon (luminance x colour), scale, rotate and place its anchor at (cx, cy).
 
     anchor: (x, y) in the icon's pixel-index coordinates (pixel i's centre is at i); default the centre."""
@@ -656,8 +698,9 @@ def _icon_piece(layer: Layer, icon: Icon, cx: float, cy: float, scale: float, an
     m = cv2.getRotationMatrix2D((float(ax), float(ay)), angle_deg, s)
     m[0, 2] += (cx - 0.5 - x0) - ax
     m[1, 2] += (cy - 0.5 - y0) - ay
-    out = cv2.warpAffine(prem, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+    out = cv2.warpAffine(
+        prem, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0)
+    )
     alpha = np.clip(out[..., 3], 0, 1)
     alpha[alpha < 1e-4] = 0
     layer.add(x0, y0, alpha, None, class_id, premultiplied=out[..., :3])
@@ -667,8 +710,17 @@ def draw_body_marker(params: BodyMarkerParams, layer: Layer, icons: IconSet | No
     """Pure: rasterise `params` into `layer` (class body_marker)."""
     _body_marker_icons(icons)
     icon = _icon_by_name(icons, "body_marker", params.icon)
-    _icon_piece(layer, icon, params.cx, params.cy, params.scale, params.angle_deg, params.colour,
-                params.opacity, CLASS_IDS["body_marker"])
+    _icon_piece(
+        layer,
+        icon,
+        params.cx,
+        params.cy,
+        params.scale,
+        params.angle_deg,
+        params.colour,
+        params.opacity,
+        CLASS_IDS["body_marker"],
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -702,33 +754,57 @@ class Readout:
 class RadialLineParams:
     """1-3 caliper pairs in one scanner style, optional numbers and readout (sizes in image px)."""
 
-    scale: float                    # image px per screen px
-    style: str                      # "ge" | "ge_large" | "mindray"
-    glyph: str                      # "+" | "x"
+    scale: float  # image px per screen px
+    style: str  # "ge" | "ge_large" | "mindray"
+    glyph: str  # "+" | "x"
     pairs: tuple[CaliperPair, ...]
     colour: tuple[int, int, int]
-    arm_r0_px: float                # arms run from r0 to r1 from the centre (r0 > 0: gap in the middle)
+    arm_r0_px: float  # arms run from r0 to r1 from the centre (r0 > 0: gap in the middle)
     arm_r1_px: float
     arm_width_px: float
-    centre_dim: float               # darkening of the centre (Mindray), 0 = none
-    shadow_px: float                # black drop shadow offset (0 = none)
+    centre_dim: float  # darkening of the centre (Mindray), 0 = none
+    shadow_px: float  # black drop shadow offset (0 = none)
     shadow_opacity: float
     dot_period_px: float
-    dot_px: float                   # dot size (GE: doubled along x on near-horizontal lines)
+    dot_px: float  # dot size (GE: doubled along x on near-horizontal lines)
     dot_colour: tuple[int, int, int]
-    icon: str | None                # a radial_line glyph icon drawn instead of the procedural cross
+    icon: str | None  # a radial_line glyph icon drawn instead of the procedural cross
     labels: tuple[TextLabel, ...]
     readout: Readout | None
 
 
 _CALIPER_STYLES = {
     # r0, r1, width (screen px), shadow, dot period, dot size, label cap, label offsets (screen px)
-    "ge": {"r0": 2.0, "r1": 6.0, "width": 2.0, "shadow": 1.0, "period": 8.0, "dot": 1.0, "cap": 11.0,
-               "offsets": ((8.0, -15.0), (8.0, 14.0))},
-    "ge_large": {"r0": 2.7, "r1": 8.3, "width": 3.0, "shadow": 1.0, "period": 8.0, "dot": 2.0, "cap": 13.0,
-                     "offsets": ((10.0, -18.0), (10.0, 17.0))},
-    "mindray": {"r0": 0.0, "r1": 6.7, "width": 2.0, "shadow": 0.0, "period": 11.0, "dot": 2.0, "cap": 16.0,
-                    "offsets": ((-16.0, 8.0), (16.0, 8.0))},
+    "ge": {
+        "r0": 2.0,
+        "r1": 6.0,
+        "width": 2.0,
+        "shadow": 1.0,
+        "period": 8.0,
+        "dot": 1.0,
+        "cap": 11.0,
+        "offsets": ((8.0, -15.0), (8.0, 14.0)),
+    },
+    "ge_large": {
+        "r0": 2.7,
+        "r1": 8.3,
+        "width": 3.0,
+        "shadow": 1.0,
+        "period": 8.0,
+        "dot": 2.0,
+        "cap": 13.0,
+        "offsets": ((10.0, -18.0), (10.0, 17.0)),
+    },
+    "mindray": {
+        "r0": 0.0,
+        "r1": 6.7,
+        "width": 2.0,
+        "shadow": 0.0,
+        "period": 11.0,
+        "dot": 2.0,
+        "cap": 16.0,
+        "offsets": ((-16.0, 8.0), (16.0, 8.0)),
+    },
 }
 _ICON_STYLE = {"ge": "ge_standard", "ge_large": "ge_large", "mindray": "mindray"}
 
@@ -746,16 +822,19 @@ def _line_angle(rng: np.random.Generator) -> float:
 def _caliper_icon(rng, icons: IconSet | None, style: str, glyph: str) -> str | None:
     if icons is None:
         return None
-    cands = [ic.name for ic in icons.icons("radial_line")
-             if ic.meta.get("glyph") == glyph and ic.meta.get("style") == _ICON_STYLE[style]
-             and ic.meta.get("number") is None]
+    cands = [
+        ic.name
+        for ic in icons.icons("radial_line")
+        if ic.meta.get("glyph") == glyph
+        and ic.meta.get("style") == _ICON_STYLE[style]
+        and ic.meta.get("number") is None
+    ]
     if cands and rng.random() < 0.3:
         return cands[int(rng.integers(len(cands)))]
     return None
 
 
-def _readout(rng, h: int, w: int, style: str, s: float, colour, n_lines: int, lengths_px,
-             avoid) -> Readout | None:
+def _readout(rng, h: int, w: int, style: str, s: float, colour, n_lines: int, lengths_px, avoid) -> Readout | None:
     """Sample a readout panel flush with an image corner, or None when none fits."""
     if style == "mindray":
         cap, line_h, pad, font, bold = 14.0 * s, 26.0 * s, 8.0 * s, cv2.FONT_HERSHEY_SIMPLEX, False
@@ -794,8 +873,7 @@ def _readout(rng, h: int, w: int, style: str, s: float, colour, n_lines: int, le
             bars.append((x0, y0, x0 + pw, y0 + top_bar, (57, 91, 132)))
         for k, (t, (l, top, r, b)) in enumerate(zip(texts, inks)):
             base_y = y0 + top_bar + k * line_h + pad * 0.5 + (line_h - cap) / 2 + cap
-            lines.append(TextLabel(text=t, x=x0 + pad - l, y=base_y, cap_px=cap, bold=bold, font=font,
-                                   colour=text_col))
+            lines.append(TextLabel(text=t, x=x0 + pad - l, y=base_y, cap_px=cap, bold=bold, font=font, colour=text_col))
             if style != "mindray":
                 ry = y0 + (k + 1) * line_h - 2.0 * s
                 bars.append((x0 + pad * 0.5, ry, x0 + pw - pad * 0.5, ry + 2.0 * s, colour))
@@ -803,9 +881,14 @@ def _readout(rng, h: int, w: int, style: str, s: float, colour, n_lines: int, le
     return None
 
 
-def sample_radial_line(rng: np.random.Generator, h: int, w: int, icons: IconSet | None = None,
-                       opts: RenderOptions = RenderOptions(), avoid: np.ndarray | None = None
-                       ) -> RadialLineParams:
+def sample_radial_line(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    icons: IconSet | None = None,
+    opts: RenderOptions = RenderOptions(),
+    avoid: np.ndarray | None = None,
+) -> RadialLineParams:
     """Caliper pairs as measured on GE Voluson / Mindray scans (ANNOTATION_STATS section 1)."""
     s = _scale(rng, w, opts)
     style = _pick(rng, ["ge", "ge_large", "mindray"], [0.62, 0.15, 0.23])
@@ -814,8 +897,11 @@ def sample_radial_line(rng: np.random.Generator, h: int, w: int, icons: IconSet 
         v = int(rng.integers(200, 236))
         colour = _pick(rng, [(v, v, v), CURSOR_GREEN, CURSOR_CYAN], [0.8, 0.1, 0.1])
     else:
-        colour = _pick(rng, [_yellow(rng), GE_NEAR_WHITE, CURSOR_GREEN, CURSOR_CYAN],
-                       [0.8, 0.08, 0.06, 0.06] if style == "ge" else [0.9, 0.0, 0.05, 0.05])
+        colour = _pick(
+            rng,
+            [_yellow(rng), GE_NEAR_WHITE, CURSOR_GREEN, CURSOR_CYAN],
+            [0.8, 0.08, 0.06, 0.06] if style == "ge" else [0.9, 0.0, 0.05, 0.05],
+        )
     colour = _jitter(rng, colour, 0.04)
     size = s if rng.random() < 0.6 else s * float(rng.uniform(0.85, 1.15))
     r0, r1, width = st["r0"] * size, st["r1"] * size, max(0.5, st["width"] * size)
@@ -835,7 +921,7 @@ def sample_radial_line(rng: np.random.Generator, h: int, w: int, icons: IconSet 
     pairs: list[CaliperPair] = []
     for i in range(n_pairs):
         for attempt in range(60):
-            shrink = 0.97 ** attempt
+            shrink = 0.97**attempt
             if i == 1 and pairs and rng.random() < 0.6:  # two orthogonal diameters
                 p = pairs[0]
                 theta = math.degrees(math.atan2(p.y1 - p.y0, p.x1 - p.x0)) + 90 + float(rng.normal(0, 8))
@@ -859,15 +945,16 @@ def sample_radial_line(rng: np.random.Generator, h: int, w: int, icons: IconSet 
                 mx, my = float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y))
             mx, my = float(np.clip(mx, lo_x, hi_x)), float(np.clip(my, lo_y, hi_y))
             sw = st["width"]
-            pair = CaliperPair(_snap(mx - dx, s, sw), _snap(my - dy, s, sw), _snap(mx + dx, s, sw),
-                               _snap(my + dy, s, sw))
+            pair = CaliperPair(
+                _snap(mx - dx, s, sw), _snap(my - dy, s, sw), _snap(mx + dx, s, sw), _snap(my + dy, s, sw)
+            )
             if avoid is not None:
                 pts = _densify([(pair.x0, pair.y0), (pair.x1, pair.y1)], 1.0)
-                if not (_free_points(avoid, pts)
-                        and _free_rect(avoid, pair.x0 - margin, pair.y0 - margin, pair.x0 + margin,
-                                       pair.y0 + margin)
-                        and _free_rect(avoid, pair.x1 - margin, pair.y1 - margin, pair.x1 + margin,
-                                       pair.y1 + margin)):
+                if not (
+                    _free_points(avoid, pts)
+                    and _free_rect(avoid, pair.x0 - margin, pair.y0 - margin, pair.x0 + margin, pair.y0 + margin)
+                    and _free_rect(avoid, pair.x1 - margin, pair.y1 - margin, pair.x1 + margin, pair.y1 + margin)
+                ):
                     continue
             pairs.append(pair)
             break
@@ -898,8 +985,12 @@ def sample_radial_line(rng: np.random.Generator, h: int, w: int, icons: IconSet 
                         continue
                     if not _free_rect(avoid, x0, y0, x0 + bw, y0 + bh):
                         continue
-                    kw = _place_label({"text": text, "cap_px": cap, "bold": bold, "font": font, "colour": colour,
-                                           "shadow_px": sh}, x0, y0, box)
+                    kw = _place_label(
+                        {"text": text, "cap_px": cap, "bold": bold, "font": font, "colour": colour, "shadow_px": sh},
+                        x0,
+                        y0,
+                        box,
+                    )
                     labels.append(TextLabel(**kw))
                     break
     readout = None
@@ -907,12 +998,25 @@ def sample_radial_line(rng: np.random.Generator, h: int, w: int, icons: IconSet 
         n_lines = len(pairs) if rng.random() < 0.8 else int(rng.integers(1, 5))
         lengths = [math.hypot(p.x1 - p.x0, p.y1 - p.y0) for p in pairs]
         readout = _readout(rng, h, w, style, s, colour, n_lines, lengths, avoid)
-    return RadialLineParams(scale=s, style=style, glyph=glyph, pairs=tuple(pairs), colour=colour,
-                            arm_r0_px=r0, arm_r1_px=r1, arm_width_px=width,
-                            centre_dim=0.3 if style == "mindray" else 0.0, shadow_px=shadow,
-                            shadow_opacity=float(rng.uniform(0.55, 0.85)) if shadow else 0.0,
-                            dot_period_px=period, dot_px=st["dot"] * s, dot_colour=dot_colour, icon=icon,
-                            labels=tuple(labels), readout=readout)
+    return RadialLineParams(
+        scale=s,
+        style=style,
+        glyph=glyph,
+        pairs=tuple(pairs),
+        colour=colour,
+        arm_r0_px=r0,
+        arm_r1_px=r1,
+        arm_width_px=width,
+        centre_dim=0.3 if style == "mindray" else 0.0,
+        shadow_px=shadow,
+        shadow_opacity=float(rng.uniform(0.55, 0.85)) if shadow else 0.0,
+        dot_period_px=period,
+        dot_px=st["dot"] * s,
+        dot_colour=dot_colour,
+        icon=icon,
+        labels=tuple(labels),
+        readout=readout,
+    )
 
 
 def _draw_cross(p: RadialLineParams, layer: Layer, cx: float, cy: float, cid: int) -> None:
@@ -968,8 +1072,13 @@ def draw_radial_line(params: RadialLineParams, layer: Layer, icons: IconSet | No
         angle = abs(math.degrees(math.atan2(pair.y1 - pair.y0, pair.x1 - pair.x0))) % 180
         near_h = angle < 30 or angle > 150
         dw = p.dot_px * (2 if (p.style == "ge" and near_h) else 1)
-        dots = np.stack([_snap_pts(dots[:, :1], p.scale, dw / p.scale, dedupe=False)[:, 0],
-                         _snap_pts(dots[:, 1:], p.scale, p.dot_px / p.scale, dedupe=False)[:, 0]], axis=1)
+        dots = np.stack(
+            [
+                _snap_pts(dots[:, :1], p.scale, dw / p.scale, dedupe=False)[:, 0],
+                _snap_pts(dots[:, 1:], p.scale, p.dot_px / p.scale, dedupe=False)[:, 0],
+            ],
+            axis=1,
+        )
         if p.shadow_px > 0:
             ys, xs, a = _box_coverage(dots[:, 0] + p.shadow_px, dots[:, 1] + p.shadow_px, dw, p.dot_px)
             layer.add_sparse(ys, xs, a * np.float32(p.shadow_opacity), (0, 0, 0), cid)
@@ -982,8 +1091,18 @@ def draw_radial_line(params: RadialLineParams, layer: Layer, icons: IconSet | No
         for cx, cy in ((pair.x0, pair.y0), (pair.x1, pair.y1)):
             if icon is not None:
                 anchor = icon.meta.get("anchor")  # [row, col] of the cross centre, pixel-centre indices
-                _icon_piece(layer, icon, cx, cy, p.scale, 0.0, p.colour, 1.0, cid,
-                            anchor=(float(anchor[1]), float(anchor[0])) if anchor is not None else None)
+                _icon_piece(
+                    layer,
+                    icon,
+                    cx,
+                    cy,
+                    p.scale,
+                    0.0,
+                    p.colour,
+                    1.0,
+                    cid,
+                    anchor=(float(anchor[1]), float(anchor[0])) if anchor is not None else None,
+                )
             else:
                 _draw_cross(p, layer, cx, cy, cid)
     for t in p.labels:
@@ -1003,8 +1122,8 @@ class Vessel:
 
     points: tuple[tuple[float, float], ...]
     width_px: float
-    family: str                     # "red" (towards the probe) | "blue" (away)
-    peak: float                     # 0..1: brightest colour reached (orange/yellow or cyan cores)
+    family: str  # "red" (towards the probe) | "blue" (away)
+    peak: float  # 0..1: brightest colour reached (orange/yellow or cyan cores)
     seed: int
 
 
@@ -1023,19 +1142,19 @@ class VascularFlowParams:
     """Doppler box outline (annular sector, rectangle or parallelogram), flow inside, colour bar."""
 
     scale: float
-    shape: str                                   # "sector" | "rectangle" | "parallelogram"
-    apex_x: float                                # sector: apex (probe's virtual centre), radii, angles
+    shape: str  # "sector" | "rectangle" | "parallelogram"
+    apex_x: float  # sector: apex (probe's virtual centre), radii, angles
     apex_y: float
     r_in: float
     r_out: float
-    theta0_deg: float                            # image coordinates (y down): 90 = straight down
+    theta0_deg: float  # image coordinates (y down): 90 = straight down
     theta1_deg: float
-    aspect: float                                # sector y stretch
-    corners: tuple[tuple[float, float], ...]     # rectangle/parallelogram, clockwise from top-left
-    line: str                                    # "solid" | "dotted" | "dashed"
+    aspect: float  # sector y stretch
+    corners: tuple[tuple[float, float], ...]  # rectangle/parallelogram, clockwise from top-left
+    line: str  # "solid" | "dotted" | "dashed"
     width_px: float
-    period_px: float                             # dotted/dashed pattern period along the outline
-    on_px: float                                 # dot/dash length
+    period_px: float  # dotted/dashed pattern period along the outline
+    on_px: float  # dot/dash length
     colour: tuple[int, int, int]
     vessels: tuple[Vessel, ...]
     colour_bar: ColourBar | None
@@ -1044,10 +1163,12 @@ class VascularFlowParams:
 def _box_outline(p: VascularFlowParams, step_px: float = 0.75) -> np.ndarray:
     """Closed outline polygon, densely sampled (N, 2) image px (last point = first point)."""
     if p.shape == "sector":
+
         def arc(r, a0, a1):
             n = max(2, int(abs(math.radians(a1 - a0)) * r / step_px) + 1)
             t = np.radians(np.linspace(a0, a1, n))
             return np.stack([p.apex_x + r * np.cos(t), p.apex_y + r * p.aspect * np.sin(t)], axis=1)
+
         inner = arc(p.r_in, p.theta0_deg, p.theta1_deg)
         outer = arc(p.r_out, p.theta1_deg, p.theta0_deg)
         poly = np.vstack([inner, outer])
@@ -1091,11 +1212,20 @@ def _inside_box(p: VascularFlowParams, x: np.ndarray, y: np.ndarray, margin: flo
 
 def _sample_box_geometry(rng, h: int, w: int, shrink: float) -> dict:
     shape = _pick(rng, ["sector", "rectangle", "parallelogram"], [0.7, 0.15, 0.15])
-    g = {"shape": shape, "apex_x": 0.0, "apex_y": 0.0, "r_in": 0.0, "r_out": 0.0, "theta0_deg": 0.0, "theta1_deg": 0.0,
-             "aspect": 1.0, "corners": ()}
+    g = {
+        "shape": shape,
+        "apex_x": 0.0,
+        "apex_y": 0.0,
+        "r_in": 0.0,
+        "r_out": 0.0,
+        "theta0_deg": 0.0,
+        "theta1_deg": 0.0,
+        "aspect": 1.0,
+        "corners": (),
+    }
     if shape == "sector":
         tv = rng.random() < 0.75
-        span = (float(np.clip(rng.normal(96, 25), 45, 145)) if tv else float(rng.uniform(30, 60)))
+        span = float(np.clip(rng.normal(96, 25), 45, 145)) if tv else float(rng.uniform(30, 60))
         span *= math.sqrt(shrink)
         tc = 90 + float(rng.normal(0, 6))
         t0, t1 = max(5.0, tc - span / 2), min(175.0, tc + span / 2)
@@ -1117,8 +1247,7 @@ def _sample_box_geometry(rng, h: int, w: int, shrink: float) -> dict:
         apex_x = w / 2 + float(rng.normal(0, 0.03)) * w
         for _ in range(40):  # shrink until the whole outline lies inside the image
             r_out = r_in + depth
-            g.update(apex_x=apex_x, apex_y=apex_y, r_in=r_in, r_out=r_out, theta0_deg=t0, theta1_deg=t1,
-                     aspect=aspect)
+            g.update(apex_x=apex_x, apex_y=apex_y, r_in=r_in, r_out=r_out, theta0_deg=t0, theta1_deg=t1, aspect=aspect)
             # extremes of an annular sector lie at its end angles or straight down (0 < t0 < t1 < 180)
             ts = np.radians([t0, t1, 90.0] if t0 < 90 < t1 else [t0, t1])
             xs = apex_x + np.outer([r_in, r_out], np.cos(ts))
@@ -1150,10 +1279,20 @@ def _sample_box_geometry(rng, h: int, w: int, shrink: float) -> dict:
     return g
 
 
-_RED_STOPS = ((0.0, (110, 0, 0)), (0.35, (190, 20, 10)), (0.65, (240, 90, 20)), (0.85, (255, 170, 40)),
-              (1.0, (255, 235, 120)))
-_BLUE_STOPS = ((0.0, (0, 10, 110)), (0.35, (10, 50, 200)), (0.65, (30, 120, 250)), (0.85, (60, 200, 255)),
-               (1.0, (150, 250, 255)))
+_RED_STOPS = (
+    (0.0, (110, 0, 0)),
+    (0.35, (190, 20, 10)),
+    (0.65, (240, 90, 20)),
+    (0.85, (255, 170, 40)),
+    (1.0, (255, 235, 120)),
+)
+_BLUE_STOPS = (
+    (0.0, (0, 10, 110)),
+    (0.35, (10, 50, 200)),
+    (0.65, (30, 120, 250)),
+    (0.85, (60, 200, 255)),
+    (1.0, (150, 250, 255)),
+)
 
 
 def _colour_map(stops, v: np.ndarray) -> np.ndarray:
@@ -1163,8 +1302,9 @@ def _colour_map(stops, v: np.ndarray) -> np.ndarray:
     if lut is None:
         xs = [s for s, _ in stops]
         t = np.linspace(0, 1, 256)
-        lut = _LUTS[key] = np.stack([np.interp(t, xs, [c[i] for _, c in stops]) for i in range(3)],
-                                    axis=-1).astype(np.float32)
+        lut = _LUTS[key] = np.stack([np.interp(t, xs, [c[i] for _, c in stops]) for i in range(3)], axis=-1).astype(
+            np.float32
+        )
     return lut[np.rint(np.clip(v, 0, 1) * 255).astype(np.intp)]
 
 
@@ -1213,17 +1353,29 @@ def _sample_vessels(rng, p_geom: VascularFlowParams, w: int, avoid) -> tuple[Ves
             arr = np.stack([xs, ys], axis=1)
             if avoid is not None and not _free_points(avoid, _densify(arr, 1.0)):
                 continue
-            out.append(Vessel(points=tuple((float(a), float(b)) for a, b in arr), width_px=width,
-                              family=family, peak=peak, seed=seed))
+            out.append(
+                Vessel(
+                    points=tuple((float(a), float(b)) for a, b in arr),
+                    width_px=width,
+                    family=family,
+                    peak=peak,
+                    seed=seed,
+                )
+            )
             blob = 0.6 * width * (length + width)
             budget -= blob
             covered += blob
     return tuple(out)
 
 
-def sample_vascular_flow(rng: np.random.Generator, h: int, w: int, icons: IconSet | None = None,
-                         opts: RenderOptions = RenderOptions(), avoid: np.ndarray | None = None
-                         ) -> VascularFlowParams:
+def sample_vascular_flow(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    icons: IconSet | None = None,
+    opts: RenderOptions = RenderOptions(),
+    avoid: np.ndarray | None = None,
+) -> VascularFlowParams:
     """Doppler box as measured (ANNOTATION_STATS section 2), with wide variation."""
     s = _scale(rng, w, opts)
     u = rng.random()
@@ -1234,31 +1386,61 @@ def sample_vascular_flow(rng: np.random.Generator, h: int, w: int, icons: IconSe
     else:
         line, width_s, period_s, on_s = "dashed", 2.0, 8.0, 5.0
     if width_s < 2:
-        colour = _pick(rng, [(130, 255, 70), (170, 190, 60), (235, 235, 235), (190, 190, 190)],
-                       [0.7, 0.1, 0.1, 0.1])
+        colour = _pick(rng, [(130, 255, 70), (170, 190, 60), (235, 235, 235), (190, 190, 190)], [0.7, 0.1, 0.1, 0.1])
     else:
         colour = _pick(rng, [(130, 200, 100), (215, 215, 215), (170, 190, 60)], [0.6, 0.25, 0.15])
     colour = _jitter(rng, colour, 0.05)
     width = width_s * s
     geom: dict = {}
     for attempt in range(60):  # with `avoid`, later tries are smaller so that they fit beside/inside A
-        geom = _sample_box_geometry(rng, h, w, 0.95 ** attempt)
+        geom = _sample_box_geometry(rng, h, w, 0.95**attempt)
         if not geom:
             continue
-        tmp = VascularFlowParams(scale=s, line=line, width_px=width, period_px=period_s * s, on_px=on_s * s,
-                                 colour=colour, vessels=(), colour_bar=None, **geom)
-        if avoid is None or (_free_points(avoid, _outline_probe(tmp, 24.0))
-                             and _free_points(avoid, _outline_probe(tmp, 4.0))):
+        tmp = VascularFlowParams(
+            scale=s,
+            line=line,
+            width_px=width,
+            period_px=period_s * s,
+            on_px=on_s * s,
+            colour=colour,
+            vessels=(),
+            colour_bar=None,
+            **geom,
+        )
+        if avoid is None or (
+            _free_points(avoid, _outline_probe(tmp, 24.0)) and _free_points(avoid, _outline_probe(tmp, 4.0))
+        ):
             break
     else:
         if not geom:  # tiny images: a small centred rectangle
             bw, bh = 0.4 * w, 0.4 * h
-            geom = {"shape": "rectangle", "apex_x": 0.0, "apex_y": 0.0, "r_in": 0.0, "r_out": 0.0, "theta0_deg": 0.0,
-                        "theta1_deg": 0.0, "aspect": 1.0,
-                        "corners": ((w / 2 - bw / 2, h / 2 - bh / 2), (w / 2 + bw / 2, h / 2 - bh / 2),
-                                 (w / 2 + bw / 2, h / 2 + bh / 2), (w / 2 - bw / 2, h / 2 + bh / 2))}
-    params = VascularFlowParams(scale=s, line=line, width_px=width, period_px=period_s * s, on_px=on_s * s,
-                                colour=colour, vessels=(), colour_bar=None, **geom)
+            geom = {
+                "shape": "rectangle",
+                "apex_x": 0.0,
+                "apex_y": 0.0,
+                "r_in": 0.0,
+                "r_out": 0.0,
+                "theta0_deg": 0.0,
+                "theta1_deg": 0.0,
+                "aspect": 1.0,
+                "corners": (
+                    (w / 2 - bw / 2, h / 2 - bh / 2),
+                    (w / 2 + bw / 2, h / 2 - bh / 2),
+                    (w / 2 + bw / 2, h / 2 + bh / 2),
+                    (w / 2 - bw / 2, h / 2 + bh / 2),
+                ),
+            }
+    params = VascularFlowParams(
+        scale=s,
+        line=line,
+        width_px=width,
+        period_px=period_s * s,
+        on_px=on_s * s,
+        colour=colour,
+        vessels=(),
+        colour_bar=None,
+        **geom,
+    )
     vessels = _sample_vessels(rng, params, w, avoid)
     bar = None
     if rng.random() < 0.35:
@@ -1270,8 +1452,17 @@ def sample_vascular_flow(rng: np.random.Generator, h: int, w: int, icons: IconSe
         y1 = y0 + float(rng.uniform(0.2, 0.33)) * h
         if 0 <= x0 and x0 + bw <= w and _free_rect(avoid, x0, y0, x0 + bw, y1):
             bar = ColourBar(x0, y0, x0 + bw, y1)
-    return VascularFlowParams(scale=s, line=line, width_px=width, period_px=period_s * s, on_px=on_s * s,
-                              colour=colour, vessels=vessels, colour_bar=bar, **geom)
+    return VascularFlowParams(
+        scale=s,
+        line=line,
+        width_px=width,
+        period_px=period_s * s,
+        on_px=on_s * s,
+        colour=colour,
+        vessels=vessels,
+        colour_bar=bar,
+        **geom,
+    )
 
 
 def _draw_vessels(vs: list[Vessel], inside: np.ndarray, layer: Layer, cid: int) -> None:
@@ -1287,8 +1478,15 @@ def _draw_vessels(vs: list[Vessel], inside: np.ndarray, layer: Layer, cid: int) 
     if bw <= 0 or bh <= 0:
         return
     cov = np.zeros((bh, bw), np.float32)
-    cv2.polylines(cov, [np.rint((np.asarray(u.points) - (x0 + 0.5, y0 + 0.5)) * 4).astype(np.int32) for u in vs],
-                  False, 1.0, max(1, round(v.width_px)), cv2.LINE_AA, 2)
+    cv2.polylines(
+        cov,
+        [np.rint((np.asarray(u.points) - (x0 + 0.5, y0 + 0.5)) * 4).astype(np.int32) for u in vs],
+        False,
+        1.0,
+        max(1, round(v.width_px)),
+        cv2.LINE_AA,
+        2,
+    )
     f = cv2.GaussianBlur(cov, (0, 0), max(0.6, v.width_px * 0.3))
     # break the strokes into blobs and speckles (colour flow is patchy): multiply by smooth noise whose
     # cells are ~half the stroke width
@@ -1331,8 +1529,7 @@ def draw_vascular_flow(params: VascularFlowParams, layer: Layer, icons: IconSet 
         groups: list[list[Vessel]] = []
         for v in p.vessels:
             key = (v.width_px, v.family, v.peak, v.seed)
-            if groups and (groups[-1][0].width_px, groups[-1][0].family, groups[-1][0].peak,
-                           groups[-1][0].seed) == key:
+            if groups and (groups[-1][0].width_px, groups[-1][0].family, groups[-1][0].peak, groups[-1][0].seed) == key:
                 groups[-1].append(v)
             else:
                 groups.append([v])
@@ -1355,8 +1552,10 @@ def draw_vascular_flow(params: VascularFlowParams, layer: Layer, icons: IconSet 
         arclen = np.concatenate([[0.0], np.cumsum(np.hypot(seg[:, 0], seg[:, 1]))])
         on = (arclen % p.period_px) < p.on_px
         edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
-        ras.polylines([_snap_pts(outline[a:b], p.scale, width_screen)
-                       for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2], p.width_px)
+        ras.polylines(
+            [_snap_pts(outline[a:b], p.scale, width_screen) for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2],
+            p.width_px,
+        )
     layer.add_raster(ras, p.colour, cid)
 
 
@@ -1374,12 +1573,68 @@ class TextParams:
 
 
 TEXT_STRINGS = (
-    "RT THYROID", "LT THYROID", "ISTHMUS", "RT KIDNEY", "LT KIDNEY", "LIVER", "GB", "CBD", "PANCREAS",
-    "SPLEEN", "AORTA", "IVC", "BLADDER", "PROSTATE", "RT TESTIS", "LT TESTIS", "RT BREAST", "LT BREAST",
-    "RT BREAST 10:00", "LT BREAST 2:00 3CM FN", "AXILLA", "CY", "ROV", "LOV", "UT", "M1", "M2", "R", "L",
-    "R-CY", "L-CY", "Left Ovary", "Right Ovary", "Rt Ovary", "Lt Ovary", "ENDO", "CX", "FF", "POD", "SAG",
-    "TRANS", "LONG", "TRV", "MID", "UPPER POLE", "LOWER POLE", "ADNEXA RT", "ADNEXA LT", "CUL-DE-SAC",
-    "FIBROID", "NODULE 1", "LN", "CCA", "ICA", "ECA", "JV", "RT", "LT", "Uterus", "Cyst", "TV", "TA",
+    "RT THYROID",
+    "LT THYROID",
+    "ISTHMUS",
+    "RT KIDNEY",
+    "LT KIDNEY",
+    "LIVER",
+    "GB",
+    "CBD",
+    "PANCREAS",
+    "SPLEEN",
+    "AORTA",
+    "IVC",
+    "BLADDER",
+    "PROSTATE",
+    "RT TESTIS",
+    "LT TESTIS",
+    "RT BREAST",
+    "LT BREAST",
+    "RT BREAST 10:00",
+    "LT BREAST 2:00 3CM FN",
+    "AXILLA",
+    "CY",
+    "ROV",
+    "LOV",
+    "UT",
+    "M1",
+    "M2",
+    "R",
+    "L",
+    "R-CY",
+    "L-CY",
+    "Left Ovary",
+    "Right Ovary",
+    "Rt Ovary",
+    "Lt Ovary",
+    "ENDO",
+    "CX",
+    "FF",
+    "POD",
+    "SAG",
+    "TRANS",
+    "LONG",
+    "TRV",
+    "MID",
+    "UPPER POLE",
+    "LOWER POLE",
+    "ADNEXA RT",
+    "ADNEXA LT",
+    "CUL-DE-SAC",
+    "FIBROID",
+    "NODULE 1",
+    "LN",
+    "CCA",
+    "ICA",
+    "ECA",
+    "JV",
+    "RT",
+    "LT",
+    "Uterus",
+    "Cyst",
+    "TV",
+    "TA",
 )
 
 
@@ -1392,8 +1647,14 @@ def _random_token(rng) -> str:
     return tok
 
 
-def sample_text(rng: np.random.Generator, h: int, w: int, icons: IconSet | None = None,
-                opts: RenderOptions = RenderOptions(), avoid: np.ndarray | None = None) -> TextParams:
+def sample_text(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    icons: IconSet | None = None,
+    opts: RenderOptions = RenderOptions(),
+    avoid: np.ndarray | None = None,
+) -> TextParams:
     """Burned-in labels as measured (ANNOTATION_STATS section 3): GE yellow with a thin dark outline,
     GE large, Mindray white bold, or generic white/grey."""
     s = _scale(rng, w, opts)
@@ -1427,22 +1688,34 @@ def sample_text(rng: np.random.Generator, h: int, w: int, icons: IconSet | None 
                 continue
             if rng.random() < 0.4:  # along an edge, like the GE/Mindray label positions
                 x0 = float(rng.uniform(2, w - 2 - bw))
-                y0 = float(rng.uniform(2, max(2.0, 0.12 * h))) if rng.random() < 0.5 else \
-                    float(rng.uniform(min(h - 2 - bh, 0.85 * h), h - 2 - bh))
+                y0 = (
+                    float(rng.uniform(2, max(2.0, 0.12 * h)))
+                    if rng.random() < 0.5
+                    else float(rng.uniform(min(h - 2 - bh, 0.85 * h), h - 2 - bh))
+                )
             else:
                 x0, y0 = float(rng.uniform(2, w - 2 - bw)), float(rng.uniform(2, h - 2 - bh))
             if _free_rect(avoid, x0, y0, x0 + bw, y0 + bh) and all(
-                    not _boxes_touch((x0, y0, x0 + bw, y0 + bh), lb) for lb in _label_rects(labels)):
-                kw = _place_label({"text": text, "cap_px": c, "bold": bold, "font": font, "colour": colour,
-                                       "outline_px": outline}, x0, y0, box)
+                not _boxes_touch((x0, y0, x0 + bw, y0 + bh), lb) for lb in _label_rects(labels)
+            ):
+                kw = _place_label(
+                    {"text": text, "cap_px": c, "bold": bold, "font": font, "colour": colour, "outline_px": outline},
+                    x0,
+                    y0,
+                    box,
+                )
                 labels.append(TextLabel(**kw))
                 break
             c *= 0.98
     if not labels:  # could not avoid: a small label where it fits
         text = "CY"
         box = _label_box(text, font, cap, bold, outline, 0.0)
-        kw = _place_label({"text": text, "cap_px": cap, "bold": bold, "font": font, "colour": colour, "outline_px": outline},
-                          2.0, 2.0, box)
+        kw = _place_label(
+            {"text": text, "cap_px": cap, "bold": bold, "font": font, "colour": colour, "outline_px": outline},
+            2.0,
+            2.0,
+            box,
+        )
         labels.append(TextLabel(**kw))
     return TextParams(scale=s, style=style, labels=tuple(labels))
 
@@ -1483,8 +1756,14 @@ def _available_kinds(icons: IconSet | None) -> list[str]:
     return kinds
 
 
-def sample_mixed(rng: np.random.Generator, h: int, w: int, icons: IconSet | None = None,
-                 opts: RenderOptions = RenderOptions(), avoid: np.ndarray | None = None) -> MixedParams:
+def sample_mixed(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    icons: IconSet | None = None,
+    opts: RenderOptions = RenderOptions(),
+    avoid: np.ndarray | None = None,
+) -> MixedParams:
     """2-3 different kinds (body_marker only when the icon set has body markers), random order."""
     kinds = _available_kinds(icons)
     n = min(len(kinds), 2 if rng.random() < 0.6 else 3)
@@ -1498,15 +1777,32 @@ def draw_mixed(params: MixedParams, layer: Layer, icons: IconSet | None = None) 
         DRAWERS[kind](p, layer, icons)
 
 
-SAMPLERS = {"body_marker": sample_body_marker, "radial_line": sample_radial_line,
-            "vascular_flow": sample_vascular_flow, "text": sample_text, "mixed": sample_mixed}
-DRAWERS = {"body_marker": draw_body_marker, "radial_line": draw_radial_line,
-           "vascular_flow": draw_vascular_flow, "text": draw_text, "mixed": draw_mixed}
+SAMPLERS = {
+    "body_marker": sample_body_marker,
+    "radial_line": sample_radial_line,
+    "vascular_flow": sample_vascular_flow,
+    "text": sample_text,
+    "mixed": sample_mixed,
+}
+DRAWERS = {
+    "body_marker": draw_body_marker,
+    "radial_line": draw_radial_line,
+    "vascular_flow": draw_vascular_flow,
+    "text": draw_text,
+    "mixed": draw_mixed,
+}
 assert set(SAMPLERS) == set(KINDS) == set(DRAWERS)
 
 
-def sample_params(kind: str, rng: np.random.Generator, h: int, w: int, icons: IconSet | None = None,
-                  opts: RenderOptions = RenderOptions(), avoid: np.ndarray | None = None):
+def sample_params(
+    kind: str,
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    icons: IconSet | None = None,
+    opts: RenderOptions = RenderOptions(),
+    avoid: np.ndarray | None = None,
+):
     """Dispatch to `sample_<kind>`; `avoid` (bool (h, w)) marks pixels the draw should stay clear of."""
     if kind not in SAMPLERS:
         raise ValueError(f"unknown annotation kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -1526,9 +1822,16 @@ def draw_params(kind: str, params, h: int, w: int, icons: IconSet | None = None)
 
 def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
     """(h, w, 3) uint8 RGB through a baseline JPEG at `quality`, 4:2:0 (libjpeg via cv2), back to RGB."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, int(quality),
-                            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420])
+    ok, buf = cv2.imencode(
+        ".jpg",
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+        [
+            cv2.IMWRITE_JPEG_QUALITY,
+            int(quality),
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
+        ],
+    )
     if not ok:
         raise RuntimeError("cv2.imencode failed to write a JPEG")
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -1583,8 +1886,7 @@ def _nonzero(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts[:, 1].astype(np.intp), pts[:, 0].astype(np.intp)
 
 
-def _sparse_sparse(p: _Piece, sigma: float | None, h: int, w: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sparse_sparse(p: _Piece, sigma: float | None, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_sparse_piece` for a sparse constant-colour piece; the chroma blur is a scatter of the
     (separable, cv2-equal) Gaussian kernel around each covered pixel."""
     y = float(p.colour @ _Y_WEIGHTS)
@@ -1613,8 +1915,7 @@ def _sparse_sparse(p: _Piece, sigma: float | None, h: int, w: int
     return (sel // bw + y0) * w + (sel % bw + x0), a, prem.astype(np.float32)
 
 
-def _sparse_piece(p: _Piece, sigma: float | None, h: int, w: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sparse_piece(p: _Piece, sigma: float | None, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A piece as (flat pixel indices, alpha (n,), premultiplied colour (n, 3)) over the pixels it changes.
 
     With `sigma` (capture softening) the piece's luma stays sharp and its chroma (colour minus luma) is
@@ -1641,7 +1942,7 @@ def _sparse_piece(p: _Piece, sigma: float | None, h: int, w: int
     ox, oy = p.x0 - x0, p.y0 - y0
     ph, pw = p.alpha.shape
     alpha = np.zeros((y1 - y0, x1 - x0), np.float32)
-    alpha[oy:oy + ph, ox:ox + pw] = p.alpha
+    alpha[oy : oy + ph, ox : ox + pw] = p.alpha
     blurred = cv2.GaussianBlur(alpha, (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
     ys, xs = _nonzero((blurred > _SPILL_EPS) | (alpha > 0))
     a = alpha[ys, xs]
@@ -1649,7 +1950,7 @@ def _sparse_piece(p: _Piece, sigma: float | None, h: int, w: int
         prem = a[:, None] * np.float32(y) + blurred[ys, xs][:, None] * chroma
     else:
         col = np.zeros(alpha.shape + (3,), np.float32)
-        col[oy:oy + ph, ox:ox + pw] = p.colour
+        col[oy : oy + ph, ox : ox + pw] = p.colour
         lum = col @ _Y_WEIGHTS
         chr_ = cv2.GaussianBlur(col - lum[..., None], (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
         prem = lum[ys, xs][:, None] + chr_[ys, xs]
@@ -1669,8 +1970,7 @@ def _scratch(h: int, w: int) -> np.ndarray:
     return buf
 
 
-def _jpeg_rects(idx: np.ndarray, h: int, w: int) -> list[tuple[tuple[int, int, int, int],
-                                                              tuple[int, int, int, int]]]:
+def _jpeg_rects(idx: np.ndarray, h: int, w: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
     """(crop, paste) rectangles (x0, y0, x1, y1) for re-encoding only the JPEG blocks a draw changes.
 
     `idx`: flat indices of the changed pixels. Their blocks, grown by one block (the decoder's chroma
@@ -1702,8 +2002,9 @@ def _jpeg_rects(idx: np.ndarray, h: int, w: int) -> list[tuple[tuple[int, int, i
     return out
 
 
-def _composite(layer: Layer, clean: np.ndarray, clean_out: np.ndarray | None, soft: SoftenParams | None,
-               min_diff: int) -> _Drawn:
+def _composite(
+    layer: Layer, clean: np.ndarray, clean_out: np.ndarray | None, soft: SoftenParams | None, min_diff: int
+) -> _Drawn:
     """Composite the layer over `clean` in float (premultiplied "over" in drawing order, rounded once),
     soften, and apply the mask rule against `clean_out` (the clean image after the same softening).
     clean_out=None (jpeg_scope="blocks"): only the blocks near the draw are JPEG'd, in the noisy and in
@@ -1748,12 +2049,13 @@ def _composite(layer: Layer, clean: np.ndarray, clean_out: np.ndarray | None, so
         union = union[::3] // 3  # pixel indices for the block bookkeeping
         for (cx0, cy0, cx1, cy1), (px0, py0, px1, py1) in _jpeg_rects(union, h, w):
             dec = jpeg_roundtrip(raw[cy0:cy1, cx0:cx1], soft.quality)
-            noisy[py0:py1, px0:px1] = dec[py0 - cy0:py1 - cy0, px0 - cx0:px1 - cx0]
+            noisy[py0:py1, px0:px1] = dec[py0 - cy0 : py1 - cy0, px0 - cx0 : px1 - cx0]
             if blocks:
                 dec_c = jpeg_roundtrip(clean[cy0:cy1, cx0:cx1], soft.quality)
-                clean_out[py0:py1, px0:px1] = dec_c[py0 - cy0:py1 - cy0, px0 - cx0:px1 - cx0]
-                patches.append(((px0, py0, px1, py1), noisy[py0:py1, px0:px1].copy(),
-                                clean_out[py0:py1, px0:px1].copy()))
+                clean_out[py0:py1, px0:px1] = dec_c[py0 - cy0 : py1 - cy0, px0 - cx0 : px1 - cx0]
+                patches.append(
+                    ((px0, py0, px1, py1), noisy[py0:py1, px0:px1].copy(), clean_out[py0:py1, px0:px1].copy())
+                )
     d = FOOTPRINT_DILATE_PX + 1
     fx0 = max(0, min(p.x0 for p in layer.pieces) - d)
     fy0 = max(0, min(p.y0 for p in layer.pieces) - d)
@@ -1789,9 +2091,17 @@ def _avoid_maps(core: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return exact, loose
 
 
-def _render_one(kind: str, rng: np.random.Generator, clean: np.ndarray, clean_out: np.ndarray,
-                icons: IconSet | None, opts: RenderOptions, soft: SoftenParams | None, min_diff: int,
-                avoid: tuple[np.ndarray, np.ndarray] | None):
+def _render_one(
+    kind: str,
+    rng: np.random.Generator,
+    clean: np.ndarray,
+    clean_out: np.ndarray,
+    icons: IconSet | None,
+    opts: RenderOptions,
+    soft: SoftenParams | None,
+    min_diff: int,
+    avoid: tuple[np.ndarray, np.ndarray] | None,
+):
     h, w = clean.shape[:2]
     best = None
     for attempt in range(max(1, opts.max_redraws)):
@@ -1823,7 +2133,7 @@ class RenderedPair:
     noisy_b: np.ndarray
     mask: np.ndarray
     mask_b: np.ndarray
-    footprint_a: np.ndarray          # dilated class-id footprints used by the mask rule
+    footprint_a: np.ndarray  # dilated class-id footprints used by the mask rule
     footprint_b: np.ndarray
     params_a: Any
     params_b: Any
@@ -1831,12 +2141,18 @@ class RenderedPair:
     min_diff: int
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"clean": self.clean, "noisy_a": self.noisy_a, "noisy_b": self.noisy_b,
-                "mask": self.mask, "mask_b": self.mask_b}
+        return {
+            "clean": self.clean,
+            "noisy_a": self.noisy_a,
+            "noisy_b": self.noisy_b,
+            "mask": self.mask,
+            "mask_b": self.mask_b,
+        }
 
 
-def render_pair_detailed(kind: str, rng: np.random.Generator, clean: np.ndarray, icons: IconSet | None,
-                         opts: RenderOptions = RenderOptions()) -> RenderedPair:
+def render_pair_detailed(
+    kind: str, rng: np.random.Generator, clean: np.ndarray, icons: IconSet | None, opts: RenderOptions = RenderOptions()
+) -> RenderedPair:
     """`render_pair` plus the footprints, the sampled parameters and the softening (for tests and tools)."""
     if kind not in KINDS:
         raise ValueError(f"unknown annotation kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -1850,9 +2166,11 @@ def render_pair_detailed(kind: str, rng: np.random.Generator, clean: np.ndarray,
     clean = np.ascontiguousarray(clean)
     soft = None
     if opts.soften:
-        soft = SoftenParams(quality=int(rng.integers(opts.jpeg_quality_range[0], opts.jpeg_quality_range[1] + 1)),
-                            chroma_sigma_px=float(rng.uniform(*opts.chroma_sigma_range))
-                            * max(MIN_SCALE, sum(opts.scale_range) / 2 * clean.shape[1] / REF_WIDTH_PX))
+        soft = SoftenParams(
+            quality=int(rng.integers(opts.jpeg_quality_range[0], opts.jpeg_quality_range[1] + 1)),
+            chroma_sigma_px=float(rng.uniform(*opts.chroma_sigma_range))
+            * max(MIN_SCALE, sum(opts.scale_range) / 2 * clean.shape[1] / REF_WIDTH_PX),
+        )
         clean_out = jpeg_roundtrip(clean, soft.quality) if opts.jpeg_scope == "image" else None
     else:
         clean_out = clean.copy()
@@ -1869,13 +2187,24 @@ def render_pair_detailed(kind: str, rng: np.random.Generator, clean: np.ndarray,
             d.noisy = clean_out.copy()
             for (x0, y0, x1, y1), npatch, _ in d.patches:
                 d.noisy[y0:y1, x0:x1] = npatch
-    return RenderedPair(clean=clean_out, noisy_a=a.noisy, noisy_b=b.noisy, mask=a.mask, mask_b=b.mask,
-                        footprint_a=a.footprint, footprint_b=b.footprint, params_a=pa, params_b=pb,
-                        soften=soft, min_diff=min_diff)
+    return RenderedPair(
+        clean=clean_out,
+        noisy_a=a.noisy,
+        noisy_b=b.noisy,
+        mask=a.mask,
+        mask_b=b.mask,
+        footprint_a=a.footprint,
+        footprint_b=b.footprint,
+        params_a=pa,
+        params_b=pb,
+        soften=soft,
+        min_diff=min_diff,
+    )
 
 
-def render_pair(kind: str, rng: np.random.Generator, clean: np.ndarray, icons: IconSet | None,
-                opts: RenderOptions = RenderOptions()) -> dict[str, np.ndarray]:
+def render_pair(
+    kind: str, rng: np.random.Generator, clean: np.ndarray, icons: IconSet | None, opts: RenderOptions = RenderOptions()
+) -> dict[str, np.ndarray]:
     """Draw two independent annotations of `kind` onto one clean scan.
 
     kind: one of synth.kinds.KINDS. rng: the sample's generator (the only randomness used).

@@ -34,7 +34,7 @@ FIELDS: dict[str, tuple[tuple[int, ...], str]] = {
 }
 # Compression names: "none", "lzf" (HDF5 only), "gzip-<1..9>", "zstd-<1..22>" (Zarr; HDF5 through
 # hdf5plugin), "blosc-zstd-<1..9>" (Zarr; HDF5 through hdf5plugin). Defaults picked by bench/bench_codecs.py.
-DEFAULT_COMPRESSION = {"hdf5": "lzf", "zarr": "zstd-1"}
+DEFAULT_COMPRESSION = {"hdf5": "gzip-1", "zarr": "zstd-3"}
 
 
 class ShardError(ValueError):

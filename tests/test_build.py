@@ -1,7 +1,6 @@
 """synth build: determinism across workers and parts, manifest, resume after a kill, refusals."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

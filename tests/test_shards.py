@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import zarr
 
-from synth.shards import (FIELDS, Shard, ShardError, ShardWriter, parse_compression, shard_name, shard_sha256)
+from synth.shards import FIELDS, Shard, ShardError, ShardWriter, parse_compression, shard_name, shard_sha256
 
 
 def _samples(n, h=24, w=20, seed=0):

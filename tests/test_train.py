@@ -95,14 +95,16 @@ def test_validation_metrics_and_best_checkpoint(shards, tmp_path):
 
 
 def test_rerun_after_kill_matches_uninterrupted_run(shards, tmp_path):
-    ref = tmp_path / "ref"
-    train_run(_cfg(shards, ref, samples=16, ckpt_every=1))
-    killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "train.cli", "run", "--shards", str(shards / "train"), "--out", str(killed),
-           "--preset", "cpu", "--width", "8", "--batch-size", "2", "--samples", "16", "--ckpt-every", "1",
-           "--log-every", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    def cmd(out):
+        return [sys.executable, "-m", "train.cli", "run", "--shards", str(shards / "train"), "--out", str(out),
+                "--preset", "cpu", "--width", "8", "--batch-size", "2", "--samples", "16", "--ckpt-every", "1",
+                "--log-every", "1"]
+
+    # the uninterrupted reference runs the same way (a fresh process: same thread count, same kernels)
+    r = subprocess.run(cmd(ref), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline:
         if (killed / "last.pt").exists() and torch.load(killed / "last.pt", weights_only=True)["state"]["step"] >= 3:
@@ -112,7 +114,7 @@ def test_rerun_after_kill_matches_uninterrupted_run(shards, tmp_path):
     proc.wait()
     step_at_kill = torch.load(killed / "last.pt", weights_only=True)["state"]["step"]
     assert 3 <= step_at_kill < 8, "the kill should land mid-run"
-    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    r = subprocess.run(cmd(killed), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr
     a, b = load_checkpoint(ref / "last.pt"), load_checkpoint(killed / "last.pt")
@@ -179,3 +181,16 @@ def test_fp16_on_cpu_is_refused(shards, tmp_path):
 def test_bf16_autocast_runs_on_cpu(shards, tmp_path):
     r = train_run(_cfg(shards, tmp_path / "run", amp="bf16", samples=2))
     assert r["steps"] == 1
+
+
+def test_torchrun_one_rank_ddp(shards, tmp_path):
+    """`torchrun --nproc_per_node=1` runs the same command under DDP (gloo on the CPU)."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--master_port=29533", "-m",
+           "train.cli", "run", "--shards", str(shards / "train"), "--out", str(out), "--preset", "cpu",
+           "--width", "8", "--batch-size", "2", "--samples", "4"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["state"]["step"] == 2
+    assert not any(k.startswith("module.") for k in ckpt["model"]), "checkpoints hold the unwrapped model"

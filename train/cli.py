@@ -20,14 +20,22 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--shards", type=click.Path(path_type=Path), required=True, help="Training shard set (synth build --out).")
-@click.option("--val-shards", type=click.Path(path_type=Path), default=None,
-              help="Held-out shard set for validation (build it with another --seed for unseen clean scans).")
+@click.option(
+    "--shards", type=click.Path(path_type=Path), required=True, help="Training shard set (synth build --out)."
+)
+@click.option(
+    "--val-shards",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Held-out shard set for validation (build it with another --seed for unseen clean scans).",
+)
 @click.option("--val-fraction", type=float, default=0.0, help="Hold out this fraction of --shards' shards instead.")
 @click.option("--model", type=click.Choice(MODEL_NAMES), default="n2n_unet", help="Model from the registry.")
 @click.option("--width", type=int, default=None, help="Base width (n2n_unet 48; the cpu preset uses 16).")
 @click.option("--encoder", default=None, help="smp encoder (default resnet34) or fcn backbone (resnet101|resnet50).")
-@click.option("--mode", type=click.Choice(MODES), default="n2n", help="n2n: noisy_a->noisy_b; n2c: ->clean; seg: ->mask.")
+@click.option(
+    "--mode", type=click.Choice(MODES), default="n2n", help="n2n: noisy_a->noisy_b; n2c: ->clean; seg: ->mask."
+)
 @click.option("--loss", type=click.Choice(LOSS_NAMES), default=None, help="Restoration loss (default: the preset's).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", help="Recipe filling unset options.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over --shards (default 1).")
@@ -41,37 +49,104 @@ def main() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory (rerun to resume).")
 @click.option("--seed", type=int, default=0, help="Seed of initialisation and data order.")
 @click.option("--val-samples", type=click.IntRange(1), default=64, help="Validation samples per epoch.")
-@click.option("--best-metric", type=click.Choice(["dice", "iou", "ssim", "psnr_hvsm"]), default="dice",
-              help="Metric that picks best.pt.")
+@click.option(
+    "--best-metric",
+    type=click.Choice(["dice", "iou", "ssim", "psnr_hvsm"]),
+    default="dice",
+    help="Metric that picks best.pt.",
+)
 @click.option("--ckpt-every", type=click.IntRange(0), default=0, help="Also checkpoint every N steps (0: epoch ends).")
 @click.option("--log-every", type=click.IntRange(1), default=10, help="Steps between stats.jsonl lines.")
-def run(shards, val_shards, val_fraction, model, width, encoder, mode, loss, preset, epochs, samples, batch_size, lr, norm,
-        amp, compile_, workers, out, seed, val_samples, best_metric, ckpt_every, log_every) -> None:
+def run(
+    shards,
+    val_shards,
+    val_fraction,
+    model,
+    width,
+    encoder,
+    mode,
+    loss,
+    preset,
+    epochs,
+    samples,
+    batch_size,
+    lr,
+    norm,
+    amp,
+    compile_,
+    workers,
+    out,
+    seed,
+    val_samples,
+    best_metric,
+    ckpt_every,
+    log_every,
+) -> None:
     """Train a model on shards; rerun the same command to resume."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from train.config import TrainConfig
     from train.loop import TrainError, train_run
 
-    cfg = TrainConfig(shards=str(shards), out=str(out), val_shards=str(val_shards) if val_shards else None,
-                      val_fraction=val_fraction, model=model, width=width, encoder=encoder, mode=mode, loss=loss, preset=preset,
-                      epochs=epochs, samples=samples, batch_size=batch_size, lr=lr, norm=norm, amp=amp,
-                      compile=compile_, workers=workers, seed=seed, val_samples=val_samples,
-                      best_metric=best_metric, ckpt_every=ckpt_every, log_every=log_every)
+    cfg = TrainConfig(
+        shards=str(shards),
+        out=str(out),
+        val_shards=str(val_shards) if val_shards else None,
+        val_fraction=val_fraction,
+        model=model,
+        width=width,
+        encoder=encoder,
+        mode=mode,
+        loss=loss,
+        preset=preset,
+        epochs=epochs,
+        samples=samples,
+        batch_size=batch_size,
+        lr=lr,
+        norm=norm,
+        amp=amp,
+        compile=compile_,
+        workers=workers,
+        seed=seed,
+        val_samples=val_samples,
+        best_metric=best_metric,
+        ckpt_every=ckpt_every,
+        log_every=log_every,
+    )
     console = Console(stderr=True)
-    columns = [TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-               TextColumn("{task.fields[img_s]:.1f} img/s"), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[img_s]:.1f} img/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("train", total=None, loss=float("nan"), img_s=0.0)
         try:
-            result = train_run(cfg, log=console.print,
-                               progress=lambda done, total, loss, img_s: bar.update(
-                                   task, completed=done, total=total, loss=loss, img_s=img_s))
+            result = train_run(
+                cfg,
+                log=console.print,
+                progress=lambda done, total, loss, img_s: bar.update(
+                    task, completed=done, total=total, loss=loss, img_s=img_s
+                ),
+            )
         except (TrainError, ValueError) as e:
             raise click.ClickException(str(e)) from None
-    click.echo(f"trained {result['steps']} steps ({result['samples']} samples) in {result['seconds']:.0f} s; "
-               f"checkpoints in {result['out']}")
+    click.echo(
+        f"trained {result['steps']} steps ({result['samples']} samples) in {result['seconds']:.0f} s; "
+        f"checkpoints in {result['out']}"
+    )
     if result["val"]:
         click.echo("validation: " + ", ".join(f"{k} {m:.4f}" for k, (m, _) in result["val"].items()))
 
@@ -79,7 +154,9 @@ def run(shards, val_shards, val_fraction, model, width, encoder, mode, loss, pre
 @main.command("eval")
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="RUNDIR/best.pt or last.pt.")
 @click.option("--shards", type=click.Path(path_type=Path), required=True, help="Shard set to evaluate on.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Report folder (default: next to the checkpoint).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Report folder (default: next to the checkpoint)."
+)
 @click.option("--threshold", type=float, default=None, help="Residual-mask threshold in grey levels (default 24).")
 @click.option("--save-examples", type=click.IntRange(0), default=4, help="Example panels to write.")
 @click.option("--max-samples", type=click.IntRange(1), default=None, help="Evaluate only the first N samples.")
@@ -89,7 +166,7 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
     from torch.utils.data import DataLoader
 
     from train.data import EVAL_FIELDS, DataError, ShardStream
-    from train.evaluate import write_reports, evaluate_batches
+    from train.evaluate import evaluate_batches, write_reports
     from train.infer import predictor_from_checkpoint
     from train.loop import TrainError
 
@@ -99,11 +176,18 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
     except (TrainError, DataError) as e:
         raise click.ClickException(str(e)) from None
     if list(stream.manifest["image_size"]) != list(meta["image_size"]):
-        click.echo(f"note: shards are {stream.manifest['image_size']} px, the model was trained at "
-                   f"{meta['image_size']} px", err=True)
+        click.echo(
+            f"note: shards are {stream.manifest['image_size']} px, the model was trained at {meta['image_size']} px",
+            err=True,
+        )
     predictor.model.eval()
-    rows, examples = evaluate_batches(predictor, DataLoader(stream, batch_size=batch_size), threshold=threshold,
-                                      max_samples=max_samples, keep_examples=save_examples)
+    rows, examples = evaluate_batches(
+        predictor,
+        DataLoader(stream, batch_size=batch_size),
+        threshold=threshold,
+        max_samples=max_samples,
+        keep_examples=save_examples,
+    )
     out = Path(out) if out else Path(checkpoint).parent / f"eval_{Path(shards).name}"
     s = write_reports(out, rows, examples, f"{meta['mode']} on {shards}")
     for k, (m, v) in s.items():
@@ -129,8 +213,9 @@ def apply(checkpoint, inputs, out, threshold) -> None:
     with Progress(transient=True) as bar:
         task = bar.add_task("cleaning", total=None)
         try:
-            r = run_apply(checkpoint, list(inputs), out, threshold,
-                          progress=lambda k, n: bar.update(task, completed=k, total=n))
+            r = run_apply(
+                checkpoint, list(inputs), out, threshold, progress=lambda k, n: bar.update(task, completed=k, total=n)
+            )
         except TrainError as e:
             raise click.ClickException(str(e)) from None
     click.echo(f"cleaned {r['done']} scans into {out} (table: {r['csv']})")

@@ -84,8 +84,9 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for foreign or damaged files
-        raise TrainError(f"{path}: not a checkpoint this tool can read safely ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]}).") from e
+        raise TrainError(
+            f"{path}: not a checkpoint this tool can read safely ({type(e).__name__}: {str(e).splitlines()[0][:200]})."
+        ) from e
 
 
 def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
@@ -126,8 +127,9 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     if (out / "last.pt").exists():
         ckpt = load_checkpoint(out / "last.pt")
         if ckpt.get("run_identity") != json.loads(json.dumps(run_id)):
-            raise TrainError(f"--out {out} holds a different run (other settings); choose another folder "
-                             f"or delete it to start over.")
+            raise TrainError(
+                f"--out {out} holds a different run (other settings); choose another folder or delete it to start over."
+            )
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
@@ -152,8 +154,14 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     # seg: one logit for a single kind; else one per project-wide class id (masks hold ids 0..4)
     out_ch = 3 if cfg.mode != "seg" else (1 if len(kinds) == 1 else max(CLASS_IDS.values()) + 1)
     try:
-        model = create_model(cfg.model, in_channels=3, out_channels=out_ch, width=cfg.width,
-                             residual=bool(cfg.residual) and cfg.mode != "seg", **encoder_kw(cfg))
+        model = create_model(
+            cfg.model,
+            in_channels=3,
+            out_channels=out_ch,
+            width=cfg.width,
+            residual=bool(cfg.residual) and cfg.mode != "seg",
+            **encoder_kw(cfg),
+        )
         model.check_input_size(*size)
     except ValueError as e:
         raise TrainError(f"--model {cfg.model}: {e}") from e
@@ -171,8 +179,9 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     loss_fn = make_loss(cfg.loss) if cfg.mode != "seg" else None
 
     fields = MODE_FIELDS[cfg.mode]
-    stream = ShardStream(cfg.shards, fields, seed=cfg.seed, rank=rank, world=world, n2n_swap=cfg.mode == "n2n",
-                         batch_size=cfg.batch_size)
+    stream = ShardStream(
+        cfg.shards, fields, seed=cfg.seed, rank=rank, world=world, n2n_swap=cfg.mode == "n2n", batch_size=cfg.batch_size
+    )
     val_shards = None
     if n_val:  # hold out the last shards of the set
         stream.shards, val_shards = stream.shards[:-n_val], stream.shards[-n_val:]
@@ -185,7 +194,14 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
             return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
         return cfg.lr
 
-    state = {"step": 0, "epoch": 0, "samples_seen": 0, "samples_in_epoch": 0, "best": None, "best_metric": cfg.best_metric}
+    state = {
+        "step": 0,
+        "epoch": 0,
+        "samples_seen": 0,
+        "samples_in_epoch": 0,
+        "best": None,
+        "best_metric": cfg.best_metric,
+    }
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -195,31 +211,52 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
         if rank == 0:
-            log(f"resuming {out} at step {state['step']} ({state['samples_seen']} samples seen, epoch {state['epoch']})")
+            log(
+                f"resuming {out} at step {state['step']} ({state['samples_seen']} samples seen, epoch {state['epoch']})"
+            )
     ddp_model = model
     if torch.distributed.is_initialized():
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.compile:
         ddp_model = torch.compile(ddp_model)
 
     model_config = dict(model.model_config)
-    meta = {"mode": cfg.mode, "kinds": kinds, "class_ids": manifest.get("class_ids", {}),
-            "image_size": size, "resize": manifest.get("resize", "letterbox"), "norm": cfg.norm}
+    meta = {
+        "mode": cfg.mode,
+        "kinds": kinds,
+        "class_ids": manifest.get("class_ids", {}),
+        "image_size": size,
+        "resize": manifest.get("resize", "letterbox"),
+        "norm": cfg.norm,
+    }
 
     def checkpoint(name: str) -> None:
         if rank != 0:
             return
-        _save_atomic({
-            "model_config": model_config, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scaler": scaler.state_dict(), "state": dict(state), "meta": meta,
-            "norm": {"mean": list(mean), "std": list(std)}, "config": dataclasses.asdict(cfg),
-            "run_identity": json.loads(json.dumps(run_id)),
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
-        }, out / name)
+        _save_atomic(
+            {
+                "model_config": model_config,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(),
+                "state": dict(state),
+                "meta": meta,
+                "norm": {"mean": list(mean), "std": list(std)},
+                "config": dataclasses.asdict(cfg),
+                "run_identity": json.loads(json.dumps(run_id)),
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                },
+            },
+            out / name,
+        )
 
-    loader_kw = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                     persistent_workers=False)
+    loader_kw = dict(
+        batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False
+    )
     stats_file = open(out / "stats.jsonl", "a") if rank == 0 else None
     predictor = Predictor(model, cfg.mode, tuple(mean), tuple(std), device, adt)
     t_start = time.perf_counter()
@@ -228,8 +265,10 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
         while state["samples_seen"] < total:
             epoch = state["epoch"]
             # every rank takes the same number of steps this epoch (DDP needs it): the smallest share
-            shares = [len(epoch_order(stream.shards, cfg.seed, epoch, r, world, 0, 1, stream.block, 1, True))
-                      for r in range(world)]
+            shares = [
+                len(epoch_order(stream.shards, cfg.seed, epoch, r, world, 0, 1, stream.block, 1, True))
+                for r in range(world)
+            ]
             steps_in_epoch = max(1, min(shares) // cfg.batch_size)
             stream.set_epoch(epoch, skip=state["samples_in_epoch"])
             done_steps = state["samples_in_epoch"] // cfg.batch_size
@@ -269,9 +308,15 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                 k_window += 1
                 if state["step"] % cfg.log_every == 0 or state["samples_seen"] >= total:
                     dt = time.perf_counter() - t_window
-                    row = {"step": state["step"], "epoch": epoch, "samples": state["samples_seen"],
-                           "loss": float(loss_acc) / k_window, "lr": lr_at(state["step"]),
-                           "img_s": n_window * world / dt, "data_wait": t_wait / dt}
+                    row = {
+                        "step": state["step"],
+                        "epoch": epoch,
+                        "samples": state["samples_seen"],
+                        "loss": float(loss_acc) / k_window,
+                        "lr": lr_at(state["step"]),
+                        "img_s": n_window * world / dt,
+                        "data_wait": t_wait / dt,
+                    }
                     if stats_file:
                         stats_file.write(json.dumps(row) + "\n")
                         stats_file.flush()
@@ -301,9 +346,15 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     finally:
         if stats_file:
             stats_file.close()
-    result = {"out": str(out), "steps": state["step"], "samples": state["samples_seen"],
-              "seconds": time.perf_counter() - t_start, "best": state["best"], "best_metric": cfg.best_metric,
-              "val": {k: v for k, v in (last_val or {}).items()}}
+    result = {
+        "out": str(out),
+        "steps": state["step"],
+        "samples": state["samples_seen"],
+        "seconds": time.perf_counter() - t_start,
+        "best": state["best"],
+        "best_metric": cfg.best_metric,
+        "val": {k: v for k, v in (last_val or {}).items()},
+    }
     if rank == 0:
         (out / "result.json").write_text(json.dumps(result, indent=1))
     return result
@@ -320,12 +371,17 @@ def _validate(cfg, predictor, val_folder, val_shards, state, rank, stats_file, l
     if val_shards:
         val.shards = val_shards
     predictor.model.eval()
-    rows, _ = evaluate_batches(predictor, DataLoader(val, batch_size=cfg.batch_size), threshold=cfg.threshold,
-                               max_samples=cfg.val_samples)
+    rows, _ = evaluate_batches(
+        predictor, DataLoader(val, batch_size=cfg.batch_size), threshold=cfg.threshold, max_samples=cfg.val_samples
+    )
     predictor.model.train()
     s = summary(rows)
-    row = {"step": state["step"], "epoch": state["epoch"], "samples": state["samples_seen"],
-           **{f"val_{k}": m for k, (m, _) in s.items()}}
+    row = {
+        "step": state["step"],
+        "epoch": state["epoch"],
+        "samples": state["samples_seen"],
+        **{f"val_{k}": m for k, (m, _) in s.items()},
+    }
     if stats_file:
         stats_file.write(json.dumps(row) + "\n")
         stats_file.flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable, Iterable
 
 import cv2
@@ -168,14 +170,15 @@ def psnr_hvsm(out: Array, clean: Array) -> float:
     block; like the reference MATLAB code (which skips incomplete blocks) the bottom and right
     remainders are cropped. Capped at PSNR_CAP_DB (identical images).
     """
-    from psnr_hvsm import psnr_hvs_hvsm
+    with contextlib.redirect_stdout(io.StringIO()):  # its import prints a note about an optional backend
+        from psnr_hvsm import psnr_hvs_hvsm
 
     a, b = gray(out), gray(clean)
     _check_same_shape(a, b, "psnr_hvsm")
     h, w = (a.shape[0] // 8) * 8, (a.shape[1] // 8) * 8
     if h == 0 or w == 0:
         raise ValueError(f"psnr_hvsm needs images of at least 8x8 pixels; got {a.shape[0]}x{a.shape[1]}")
-    with np.errstate(divide="ignore"):  # the package divides by a zero MSE before choosing its cap
+    with np.errstate(divide="ignore", invalid="ignore"):  # it divides by zero MSE/variance before capping
         _, hvsm = psnr_hvs_hvsm(b[:h, :w] / 255.0, a[:h, :w] / 255.0)
     return float(min(PSNR_CAP_DB, float(hvsm)))
 
