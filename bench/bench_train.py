@@ -50,7 +50,7 @@ def loader_rate(folder: Path, workers: int) -> float:
 
 def train_rate(size: int, steps: int = 6, batch: int = 4) -> float:
     torch.manual_seed(0)
-    model = create_model("n2n_unet", width=16, residual=True).to(memory_format=torch.channels_last)
+    model = create_model("n2n_unet", width=16).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = make_loss("l1")
     a8 = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
@@ -93,7 +93,7 @@ def main() -> None:
     ]
     rows = [[f"{s}x{s}", f"{train_rate(s):.2f}"] for s in (256, 512)]
     lines += [
-        "## Training step on this CPU: n2n_unet, cpu preset (width 16, residual, pair weighting), batch 4, AdamW, fp32",
+        "## Training step on this CPU: n2n_unet, cpu preset (width 16, pair weighting), batch 4, AdamW, fp32",
         "",
         table(["input", "img/s"], rows),
         "",

@@ -371,36 +371,37 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
 
 
 def _run_pool(plan: BuildPlan, out: Path, todo: list[int], workers: int, entries: dict, on_progress) -> None:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     # forkserver: workers fork from a clean server process that has imported the renderer once, so they
-    # start in milliseconds and inherit no HDF5 handles or OpenCV thread pools from this process
+    # start fast and inherit no HDF5 handles or OpenCV thread pools from this process
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["synth.build", "synth.render", "synth.phantom", "albumentations", "h5py"])
     q = ctx.Queue()
-    pool = ctx.Pool(min(workers, len(todo)), initializer=_worker_init, initargs=(plan, q))
-    try:
-        pending = [pool.apply_async(_worker_build, ((k, str(out)),)) for k in todo]
-        while pending:
+
+    def drain() -> None:
+        while True:
             try:
-                delta = q.get(timeout=0.1)
-                if on_progress:
-                    on_progress(delta)
+                delta = q.get_nowait()
             except queue.Empty:
-                pass
-            still = []
-            for r in pending:
-                if r.ready():
-                    e = r.get()  # re-raises a worker's exception here
+                return
+            if on_progress:
+                on_progress(delta)
+
+    try:
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
+                                 initargs=(plan, q)) as pool:
+            pending = {pool.submit(_worker_build, (k, str(out))) for k in todo}
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                drain()
+                for f in done:
+                    e = f.result()  # re-raises a worker's exception here
                     entries[e["file"]] = e
                     write_manifest(plan, out, dict(entries), plan.clean.skipped)
-                else:
-                    still.append(r)
-            pending = still
-        while on_progress:
-            try:
-                on_progress(q.get_nowait())
-            except queue.Empty:
-                break
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
+            drain()
+    except BrokenProcessPool as e:
+        raise BuildError("a worker process died (out of memory, killed, or it could not start: when calling "
+                         "run_build from a script with --workers > 1, put the call under "
+                         "`if __name__ == \"__main__\":`); complete shards are kept, rerun to finish.") from e
