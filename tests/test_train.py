@@ -194,3 +194,17 @@ def test_torchrun_one_rank_ddp(shards, tmp_path):
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["state"]["step"] == 2
     assert not any(k.startswith("module.") for k in ckpt["model"]), "checkpoints hold the unwrapped model"
+
+
+def test_smn_normalisation_and_val_fraction(shards, tmp_path):
+    """--norm smn reads the dataset mean/std once (kept in the run dir and checkpoint); --val-fraction
+    holds out whole shards for validation."""
+    out = tmp_path / "run"
+    r = train_run(_cfg(shards, out, norm="smn", val_fraction=0.25, samples=4))
+    stats = json.loads((out / "norm_stats.json").read_text())
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["norm"] == {"mean": stats["mean"], "std": stats["std"]}
+    assert all(0.0 < m < 1.0 for m in stats["mean"]) and all(0.0 < s < 1.0 for s in stats["std"])
+    assert r["val"] and 0.0 <= r["val"]["dice"][0] <= 1.0
+    with pytest.raises(TrainError, match="leaves no training shards"):
+        train_run(_cfg(shards, tmp_path / "r2", val_fraction=0.99))
