@@ -336,11 +336,7 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
     t0 = time.perf_counter()
     try:
         if workers <= 1 or len(todo) <= 1:
-            maker = SampleMaker(plan) if todo else None
-            for k in todo:
-                e = build_shard(plan, k, out, maker, on_sample=on_progress)
-                entries[e["file"]] = e
-                write_manifest(plan, out, dict(entries), plan.clean.skipped)
+            _run_here(plan, out, todo, entries, on_progress)
         else:
             _run_pool(plan, out, todo, workers, entries, on_progress)
     except OSError as e:
@@ -368,6 +364,22 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
         "compression": plan.cfg.compression, "format": plan.cfg.fmt, "part": f"{k_part}/{n_parts}",
         "clean_sources": len(plan.clean), "clean_skipped": list(plan.clean.skipped),
     }
+
+
+def _run_here(plan: BuildPlan, out: Path, todo: list[int], entries: dict, on_progress) -> None:
+    """Build in this process, on one core like each pool worker (OpenCV threads off meanwhile)."""
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        maker = SampleMaker(plan) if todo else None
+        for k in todo:
+            e = build_shard(plan, k, out, maker, on_sample=on_progress)
+            entries[e["file"]] = e
+            write_manifest(plan, out, dict(entries), plan.clean.skipped)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _run_pool(plan: BuildPlan, out: Path, todo: list[int], workers: int, entries: dict, on_progress) -> None:

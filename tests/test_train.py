@@ -129,8 +129,9 @@ def test_different_settings_in_run_dir_are_refused(shards, tmp_path):
         train_run(_cfg(shards, tmp_path / "run", lr=0.5))
 
 
-def test_eval_and_apply_from_the_cli(shards, tmp_path):
-    train_run(_cfg(shards, tmp_path / "run", samples=4))
+@pytest.mark.parametrize("mode", ["n2n", "seg"])
+def test_eval_and_apply_from_the_cli(shards, tmp_path, mode):
+    train_run(_cfg(shards, tmp_path / "run", samples=4, mode=mode))
     runner = CliRunner()
     r = runner.invoke(main, ["eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--shards",
                              str(shards / "val"), "--out", str(tmp_path / "ev"), "--save-examples", "2"])
@@ -208,3 +209,15 @@ def test_smn_normalisation_and_val_fraction(shards, tmp_path):
     assert r["val"] and 0.0 <= r["val"]["dice"][0] <= 1.0
     with pytest.raises(TrainError, match="leaves no training shards"):
         train_run(_cfg(shards, tmp_path / "r2", val_fraction=0.99))
+
+
+def test_zarr_shards_stream_like_hdf5(tmp_path):
+    cfg = BuildConfig(kind="text", n=6, size_px=SIZE, shard_size=3, n_phantoms=2, fmt="zarr")
+    run_build(make_plan(cfg), tmp_path / "z")
+    ds = ShardStream(tmp_path / "z", MODE_FIELDS["seg"] + ("sample_id",), shuffle=False)
+    items = list(ds)
+    assert [int(x["sample_id"]) for x in items] == list(range(6))
+    assert items[0]["mask"].shape == (SIZE, SIZE) and items[0]["noisy_a"].dtype == torch.uint8
+    r = train_run(TrainConfig(shards=str(tmp_path / "z"), out=str(tmp_path / "run"), preset="cpu", width=8,
+                              batch_size=2, samples=2, mode="seg"))
+    assert r["steps"] == 1
