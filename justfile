@@ -39,7 +39,7 @@ demo: setup
     {{bin}}/synth phantom --n 6 --out out/demo/phantoms --size 384
     {{bin}}/synth build --type body_marker --n 1024 --size 256 --shard-size 128 --workers 2 --out out/demo/shards/train
     {{bin}}/synth build --type body_marker --n 64 --size 256 --shard-size 64 --seed 1 --out out/demo/shards/val
-    {{bin}}/synth inspect out/demo/shards/train --verify --preview reports/demo/preview_body_marker.png
+    {{bin}}/synth inspect out/demo/shards/train --verify --preview reports/demo/preview_body_marker.png --k 4
     {{bin}}/train run --shards out/demo/shards/train --val-shards out/demo/shards/val --preset cpu --mode n2n --epochs 1 --out out/demo/runs/n2n
     {{bin}}/train eval --checkpoint out/demo/runs/n2n/best.pt --shards out/demo/shards/val --out reports/demo/eval_n2n --save-examples 4
     {{bin}}/train apply --checkpoint out/demo/runs/n2n/best.pt out/demo/phantoms --out out/demo/applied

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 from collections.abc import Callable
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 
-class Model(nn.Module):
+class Model(nn.Module, abc.ABC):
     """Base of every registered model: states the tensor contract and refuses inputs it cannot take.
 
     Contract: `forward(x)` maps a float tensor (B, in_channels, H, W) to (B, out_channels, H, W) of the
@@ -63,9 +64,9 @@ class Model(nn.Module):
         self.check_input_size(int(x.shape[-2]), int(x.shape[-1]))
 
     @property
+    @abc.abstractmethod
     def output_conv(self) -> nn.Conv2d:
-        """The last convolution (what ResidualWrapper zero-initialises)."""
-        raise NotImplementedError
+        """The last convolution (what ResidualWrapper zero-initialises); every model names its own."""
 
 
 def _init_conv(conv: nn.Conv2d | nn.ConvTranspose2d, nonlinearity: str, slope: float = 0.0) -> None:
