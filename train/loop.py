@@ -327,7 +327,8 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                 if cfg.ckpt_every and state["step"] % cfg.ckpt_every == 0:
                     checkpoint("last.pt")
                 t_data = time.perf_counter()
-            epoch_done = done_steps >= steps_in_epoch
+            # an epoch also ends when its data runs out early (a guard: the step count above is a lower bound)
+            epoch_done = done_steps >= steps_in_epoch or state["samples_seen"] < total
             if epoch_done:
                 state["epoch"] += 1
                 state["samples_in_epoch"] = 0
