@@ -315,9 +315,12 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
     out = Path(out)
     k_part, n_parts = parse_part(part)
     known = prepare_out(plan, out, overwrite)
-    for stale in out.glob("*.tmp"):  # left by a killed run: never a complete shard
-        remove_path(stale)
     mine = [k for k in range(plan.cfg.n_shards()) if k % n_parts == k_part - 1]
+    # temp files of this part's shards were left by a killed run (never complete); other parts' temp
+    # files may belong to jobs running right now on the same folder, so they are left alone
+    temps = [out / (shard_name(k, plan.cfg.fmt) + ".tmp") for k in mine]
+    for stale in temps:
+        remove_path(stale)
     entries: dict[str, dict] = {}
     todo = []
     for k in mine:
@@ -340,14 +343,14 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
         else:
             _run_pool(plan, out, todo, workers, entries, on_progress)
     except OSError as e:
-        for stale in out.glob("*.tmp"):
+        for stale in temps:
             remove_path(stale)
         done = len(entries)
         what = "the disk is full" if e.errno == errno.ENOSPC else f"writing failed ({e})"
         raise BuildError(f"{what} while building in {out}: {done} complete shards are kept; "
                          f"free space (or fix the cause) and rerun the same command to finish.") from e
     except KeyboardInterrupt:
-        for stale in out.glob("*.tmp"):
+        for stale in temps:
             remove_path(stale)
         raise BuildError(f"interrupted: {len(entries)} complete shards are kept in {out}; "
                          f"rerun the same command to finish.") from None

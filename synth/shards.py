@@ -298,7 +298,7 @@ def read_manifest(folder: str | Path) -> dict:
 
 def write_json_atomic(path: str | Path, obj) -> None:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: --part jobs may share the folder
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=False))
     os.replace(tmp, path)
 

@@ -59,9 +59,13 @@ def test_same_command_same_bytes_for_any_worker_count(tmp_path):
 def test_parts_together_equal_one_build(tmp_path):
     _, full = _build(tmp_path, "full")
     out = tmp_path / "parts"
-    for part in ("1/2", "2/2"):
-        s, _ = _build(tmp_path, "parts", part=part)
-    assert s["status"] == "complete"
+    out.mkdir()
+    busy = out / "shard-00001.h5.tmp"  # as if part 2/2 were writing shard 1 right now on a shared folder
+    busy.write_bytes(b"being written")
+    s, _ = _build(tmp_path, "parts", part="1/2")
+    assert s["status"] == "partial" and busy.exists(), "a part must not touch another part's temp files"
+    s, _ = _build(tmp_path, "parts", part="2/2")
+    assert s["status"] == "complete" and not busy.exists()
     assert _hashes(out) == _hashes(full)
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert [e["index"] for e in manifest["shards"]] == [0, 1, 2]
