@@ -33,6 +33,10 @@ test-slow *ARGS: setup
 bench: setup
     cd bench && ../{{py}} bench_build.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py
 
+# GPU throughput (fp32 b4 vs bf16/fp16 b16) and data-wait fraction; writes bench/results/gpu.md
+bench-gpu: setup
+    cd bench && ../{{py}} bench_gpu.py
+
 # end-to-end demo on built-in phantoms and the shipped icons (~5 min on 2 cores): shards, preview,
 # a small n2n model, its evaluation on unseen phantoms, and cleaned scans; writes out/demo and reports/demo
 demo: setup
