@@ -5,7 +5,7 @@ venv := ".venv"
 py := venv / "bin/python"
 bin := venv / "bin"
 
-# the main job on built-in defaults: phantoms -> shards -> inspect (-> train, eval, apply)
+# the main job (same as demo)
 default: demo
 
 # create .venv and install the project with its dev extras (skipped when pyproject.toml is unchanged)
@@ -20,12 +20,12 @@ setup:
         touch "$stamp"
     fi
 
-# the test suite (about 5-10 min on 2 cores); REQUIRE_DEVDATA=1 turns dev-data skips into failures
+# lint and the test suite (~2.5 min on 2 cores); REQUIRE_DEVDATA=1 turns dev-data skips into failures
 test *ARGS: setup
     {{bin}}/ruff check synth train tests bench
     HF_HUB_OFFLINE=1 {{py}} -m pytest -q -m "not slow and not gpu" {{ARGS}}
 
-# slower checks (bigger builds, longer training)
+# slower checks (full-size 512x512 builds)
 test-slow *ARGS: setup
     HF_HUB_OFFLINE=1 {{py}} -m pytest -q -m "slow" {{ARGS}}
 
@@ -37,8 +37,7 @@ bench: setup
 bench-gpu: setup
     cd bench && ../{{py}} bench_gpu.py
 
-# end-to-end demo on built-in phantoms and the shipped icons (~5 min on 2 cores): shards, preview,
-# a small n2n model, its evaluation on unseen phantoms, and cleaned scans; writes out/demo and reports/demo
+# the main job end to end on phantoms and shipped icons (~4 min on 2 cores): shards, preview, n2n model, eval, apply
 demo: setup
     {{bin}}/synth phantom --n 6 --out out/demo/phantoms --size 384
     {{bin}}/synth build --type body_marker --n 1024 --size 256 --shard-size 128 --workers 2 --out out/demo/shards/train
