@@ -35,7 +35,6 @@ CODECS = [
     ("zarr", "zstd-1"),
     ("zarr", "zstd-3"),
     ("zarr", "blosc-zstd-5"),
-    ("zarr", "gzip-1"),
 ]
 
 

@@ -55,7 +55,7 @@ def main() -> None:
 @click.option(
     "--compression",
     default="",
-    help="none, lzf, gzip-N, zstd-N, blosc-zstd-N. "
+    help="none, lzf (hdf5), gzip-N (hdf5), zstd-N, blosc-zstd-N. "
     "Default: gzip-1 for hdf5, zstd-3 for zarr (chosen by bench/bench_build.py).",
 )
 @click.option("--part", default=None, help="Build only part k of K (k/K, 1-based) for cluster array jobs.")
