@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synth.images import ImageError, find_images, fit_to_size, read_image
+from synth.images import ImageError, decode_image, find_images, fit_to_size, read_image
 
 
 class CleanError(ValueError):
@@ -71,8 +71,6 @@ def folder_clean_set(folder: str | Path, skip_bad: bool = False, progress=None) 
         rel = path.relative_to(folder).as_posix()
         try:
             data = path.read_bytes()
-            from synth.images import decode_image
-
             decode_image(data, str(path))
         except (ImageError, OSError) as e:
             if not skip_bad:

@@ -40,9 +40,10 @@ import cv2
 import numpy as np
 
 from synth.icons import Icon, write_icon, write_index
+from synth.images import IMAGE_EXTS, ImageError, find_images, read_image
 from synth.kinds import CLASS_IDS
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = IMAGE_EXTS
 METHODS = ("colour", "difference", "roi")
 
 # Colour keying (hue in degrees, chroma = max(RGB) - min(RGB) in grey levels).
@@ -84,37 +85,14 @@ class Found:
 
 # ----------------------------------------------------------------------------------------------- reading
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Read PNG/JPG/BMP/TIFF (8 or 16 bit; grey, RGB or RGBA) as (H, W, 3) uint8 RGB.
+    """Read PNG/JPG/BMP/TIFF (8 or 16 bit; grey, RGB or RGBA) as (H, W, 3) uint8 RGB (synth.images.read_image).
 
     Raises ExtractError naming the file when it cannot be decoded.
     """
-    path = Path(path)
     try:
-        raw = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as e:
-        raise ExtractError(f"Cannot read {path} ({e.strerror}); check the file, or pass --skip-bad "
-                           f"to skip unreadable files.") from e
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if img is None or img.size == 0:
-        raise ExtractError(f"Cannot decode {path}: it is not a readable PNG/JPG/BMP/TIFF image; remove it, "
-                           f"or pass --skip-bad to skip unreadable files.")
-    if img.dtype == np.uint16:
-        img = (img.astype(np.uint32) * 255 + 32767) // 65535
-    elif img.dtype != np.uint8:
-        img = img.astype(np.float64)
-        hi = float(img.max()) if img.size else 1.0
-        img = img * (255.0 / hi) if hi > 1.0 else img * 255.0
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.ndim == 3 and img.shape[2] == 1:
-        return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2RGB)
-    if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    if img.ndim == 3 and img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    raise ExtractError(f"{path} has an unsupported layout {img.shape}; save it as RGB or grey, "
-                       f"or pass --skip-bad to skip it.")
+        return read_image(path)
+    except ImageError as e:
+        raise ExtractError(f"{e} Remove it, or pass --skip-bad to skip unreadable files.") from e
 
 
 # ----------------------------------------------------------------------------------------------- keying
@@ -759,12 +737,6 @@ def dedupe(found: list[Found]) -> tuple[list[Found], int]:
 
 
 # ----------------------------------------------------------------------------------------------- driver
-def _list_images(src: Path) -> list[Path]:
-    return sorted(p for p in src.rglob("*")
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(src).parts))
-
-
 def _twin(reference: Path, rel: Path) -> Path | None:
     """The clean twin of `rel` in the reference folder: same relative path, else same stem, any format."""
     same = reference / rel
@@ -812,7 +784,7 @@ def extract_icons(src: Path, out: Path, kind: str | None = None, reference: Path
     src, out = Path(src), Path(out)
     reference = Path(reference) if reference is not None else None
     _check_args(src, out, kind, reference, roi)
-    files = _list_images(src)
+    files = find_images(src)
     if not files:
         raise ExtractError(f"No images (PNG/JPG/BMP/TIFF) found in {src}; point --from at a folder of "
                            f"annotated scans.")

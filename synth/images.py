@@ -18,23 +18,28 @@ class ImageError(ValueError):
 
 
 def find_images(folder: str | Path) -> list[Path]:
-    """All image files under `folder` (recursive), sorted so the order is the same on every machine."""
+    """All image files under `folder` (recursive, hidden files and folders skipped), sorted so the
+    order is the same on every machine."""
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode PNG/JPEG/BMP/TIFF bytes (8 or 16 bit; grey, RGB or RGBA) to (H, W, 3) uint8 RGB.
 
-    16-bit images are scaled by 1/257 (full range to full range); alpha is dropped (scans are opaque).
+    16-bit images are scaled by 1/257 (full range to full range); float images (TIFF) by their maximum
+    (or by 255 when they lie in [0, 1]); alpha is dropped (scans are opaque).
     """
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None or img.size == 0:
         raise ImageError(f"{name}: not a readable image (corrupt or unsupported format).")
     if img.dtype == np.uint16:
         img = (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise ImageError(f"{name}: unsupported pixel type {img.dtype}; use 8- or 16-bit images.")
+        img = img.astype(np.float64)
+        hi = float(img.max())
+        img = np.clip(img * (255.0 / hi) if hi > 1.0 else img * 255.0, 0, 255).astype(np.uint8)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
