@@ -155,10 +155,10 @@ def key_maps(rgb: np.ndarray) -> Maps:
                               _clip01((chroma - 15.0) / 30.0) * (key_pix | _in(hue, CYAN_HUE_DEG)))
     return Maps(rgb=rgb, luma=luma, chroma=chroma, contrast=contrast, coloured=coloured, green=green,
                 cyan=cyan, white=white, flow=flow, colour_alpha=colour_alpha.astype(np.float32),
-                fan=_fan_mask(luma8))
+                fan=fan_mask(luma8))
 
 
-def _fan_mask(luma8: np.ndarray) -> np.ndarray:
+def fan_mask(luma8: np.ndarray) -> np.ndarray:
     """The B-mode fan: the largest non-black region with its holes (dark cysts) filled, dilated 7 px.
 
     Scanner UI (logos, parameter text, colour bars, depth ticks) sits on the black outside it.

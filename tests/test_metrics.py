@@ -73,14 +73,31 @@ def test_residual_mask_is_two_sided_and_never_wraps():
     assert np.array_equal(residual_mask(out, inp), expected)  # symmetric in its arguments
 
 
-def test_residual_mask_threshold_is_strict_in_grey_levels():
-    out = np.full((5, 5), 100.0)
+def test_residual_mask_is_the_shard_rule_per_channel_and_inclusive():
+    out = np.full((5, 5, 3), 100.0)
     inp = out.copy()
-    inp[1:3, 1:3] = 100 + DEFAULT_THRESHOLD
+    inp[1:3, 1:3, 2] = 100 + DEFAULT_THRESHOLD - 0.5  # blue only, just below
     assert not residual_mask(inp, out).any()
-    inp[1:3, 1:3] += 0.5
+    inp[1:3, 1:3, 2] = 100 + DEFAULT_THRESHOLD  # blue only (luma would move by < 1 level): flagged
     assert residual_mask(inp, out).sum() == 4
-    assert not residual_mask(inp, out, threshold=30).any()
+    assert not residual_mask(inp, out, threshold=DEFAULT_THRESHOLD + 1).any()
+    assert residual_mask(inp[..., 0], out[..., 0]).sum() == 0  # grey images work too
+
+
+def test_perfect_restoration_gives_back_the_truth_mask():
+    """The threshold equals synth's mask rule, so out = clean reproduces the shard mask (Dice near 1)."""
+    from synth import render as R
+    from synth.icons import load_icon_set
+    from synth.phantom import make_phantom
+
+    assert DEFAULT_THRESHOLD == R.MASK_MIN_DIFF
+    icons, cleans = load_icon_set(), [make_phantom(k, 128) for k in range(4)]
+    for kind in ("body_marker", "radial_line", "vascular_flow"):
+        scores = []
+        for seed in range(6):
+            s = R.render_pair(kind, np.random.default_rng(seed), cleans[seed % 4], icons)
+            scores.append(dice(residual_mask(s["noisy_a"], s["clean"]), s["mask"]))
+        assert np.mean(scores) > 0.9, (kind, scores)
 
 
 def test_residual_mask_drops_small_components():

@@ -43,6 +43,10 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Per-rank batch size (default: the preset's).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the preset's).")
 @click.option("--norm", type=click.Choice(NORMS), default="linear", help="linear: /255; smn: dataset mean/std.")
+@click.option("--residual/--no-residual", default=None,
+              help="Global residual: output = input + net(input), starting as the identity (default: the preset's).")
+@click.option("--crop", type=click.IntRange(1), default=None,
+              help="Train on CROP x CROP windows (half of them centred on annotation), evaluate on whole images.")
 @click.option("--amp", type=click.Choice(AMP), default="off", help="Mixed precision (fp16 needs CUDA).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--workers", type=click.IntRange(0), default=0, help="DataLoader worker processes.")
@@ -72,6 +76,8 @@ def run(
     batch_size,
     lr,
     norm,
+    residual,
+    crop,
     amp,
     compile_,
     workers,
@@ -112,6 +118,8 @@ def run(
         batch_size=batch_size,
         lr=lr,
         norm=norm,
+        residual=residual,
+        crop=crop,
         amp=amp,
         compile=compile_,
         workers=workers,
@@ -157,7 +165,9 @@ def run(
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="Report folder (default: next to the checkpoint)."
 )
-@click.option("--threshold", type=float, default=None, help="Residual-mask threshold in grey levels (default 24).")
+@click.option("--threshold", type=float, default=None,
+              help="Mask threshold: grey levels for n2n/n2c, probability for seg (default: the one the run picked on "
+              "its validation data, else 8 / 0.5).")
 @click.option("--save-examples", type=click.IntRange(0), default=4, help="Example panels to write.")
 @click.option("--max-samples", type=click.IntRange(1), default=None, help="Evaluate only the first N samples.")
 @click.option("--batch-size", type=click.IntRange(1), default=4, help="Batch size.")
@@ -184,7 +194,7 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
     rows, examples = evaluate_batches(
         predictor,
         DataLoader(stream, batch_size=batch_size),
-        threshold=threshold,
+        threshold=meta.get("threshold") if threshold is None else threshold,
         max_samples=max_samples,
         keep_examples=save_examples,
     )
@@ -199,7 +209,9 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="RUNDIR/best.pt.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@click.option("--threshold", type=float, default=None, help="Residual-mask threshold in grey levels (default 24).")
+@click.option("--threshold", type=float, default=None,
+              help="Mask threshold: grey levels for n2n/n2c, probability for seg (default: the one the run picked on "
+              "its validation data, else 8 / 0.5).")
 def apply(checkpoint, inputs, out, threshold) -> None:
     """Clean scans (files or folders, any size): writes NAME.clean.png, NAME.mask.png and apply.csv."""
     from rich.progress import Progress
@@ -224,6 +236,72 @@ def apply(checkpoint, inputs, out, threshold) -> None:
         for f, why in r["bad"]:
             click.echo(f"  {why}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option("--shards", type=click.Path(path_type=Path), required=True, help="Held-out shard set to compare on.")
+@click.option("--run", "runs", multiple=True, required=True, metavar="LABEL=CHECKPOINT",
+              help="A model to compare, e.g. N2N=out/runs/n2n/best.pt (repeat).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
+@click.option("--title", default="Comparison on held-out shards", help="Report title.")
+@click.option("--max-samples", type=click.IntRange(1), default=None, help="Evaluate only the first N samples.")
+@click.option("--figure-rows", type=click.IntRange(1), default=4, help="Examples in figure.png.")
+def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
+    """The paper's table (mean ± variance) and a Fig. 4-like figure for several models on one shard set."""
+    from rich.progress import Progress
+
+    from train.data import DataError
+    from train.loop import TrainError
+    from train.report import evaluate_checkpoint, write_comparison
+
+    pairs = []
+    for r in runs:
+        label, sep, ckpt = r.partition("=")
+        if not sep or not label or not ckpt:
+            raise click.ClickException(f"--run {r!r}: write it as LABEL=CHECKPOINT, e.g. N2N=out/runs/n2n/best.pt.")
+        if not Path(ckpt).is_file():
+            raise click.ClickException(f"--run {label}: no checkpoint at {ckpt}; train it with `train run` first.")
+        pairs.append((label, ckpt))
+    results = []
+    with Progress(transient=True) as bar:
+        task = bar.add_task("evaluating", total=len(pairs))
+        for label, ckpt in pairs:
+            try:
+                results.append(evaluate_checkpoint(label, ckpt, shards, max_samples, keep_examples=figure_rows))
+            except (TrainError, DataError) as e:
+                raise click.ClickException(str(e)) from None
+            bar.advance(task)
+    click.echo(write_comparison(results, out, title, str(shards), figure_rows=figure_rows))
+    click.echo(f"report in {out}")
+
+
+@main.command("check-real")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="RUNDIR/best.pt.")
+@click.option("--annotated", type=click.Path(path_type=Path), default=None, help="Folder of real annotated scans.")
+@click.option("--clean", type=click.Path(path_type=Path), default=None,
+              help="Folder of real scans without annotations.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
+@click.option("--panel-rows", type=click.IntRange(1), default=6, help="Scans shown in panel.png.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N scans of each folder.")
+def check_real(checkpoint, annotated, clean, out, panel_rows, limit) -> None:
+    """Real scans: how many colour-keyed annotations the model finds, how many clean scans it flags."""
+    from rich.progress import Progress
+
+    from train.loop import TrainError
+    from train.realcheck import check_real as run_check
+
+    if annotated is None and clean is None:
+        raise click.ClickException("give --annotated and/or --clean folders of real scans.")
+    with Progress(transient=True) as bar:
+        task = bar.add_task("real scans", total=None)
+        try:
+            res = run_check(checkpoint, annotated, clean, out, panel_rows, limit,
+                            progress=lambda k, n: bar.update(task, completed=k, total=n))
+        except TrainError as e:
+            raise click.ClickException(str(e)) from None
+    click.echo((Path(out) / "real_check.md").read_text())
+    for line in res.unreadable:
+        click.echo(f"skipped: {line}", err=True)
 
 
 if __name__ == "__main__":

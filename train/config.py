@@ -50,6 +50,7 @@ class TrainConfig:
     residual: bool | None = None
     pair_boost: float | None = None
     norm: str = "linear"
+    crop: int | None = None      # train on crop x crop windows (see train.data.ShardStream)
     amp: str = "off"
     workers: int = 0
     seed: int = 0

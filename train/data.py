@@ -77,15 +77,24 @@ class ShardStream(IterableDataset):
     fields: which arrays to read (MODE_FIELDS[mode] for training, EVAL_FIELDS for validation).
     n2n_swap: for n2n, swap noisy_a and noisy_b with probability 1/2 (free augmentation), seeded.
     skip: samples of this epoch already consumed (per rank) when resuming mid-epoch.
+    crop: train on crop x crop windows instead of whole images (fully convolutional models, so cost per
+        sample falls with the area while the scale stays that of the shards). With probability `focus`
+        a window is centred on a random pixel where input and target differ by >= FOCUS_MIN_DIFF (n2n:
+        noisy_a vs noisy_b; n2c: vs clean; seg: the mask), otherwise it is uniform. No labels are used
+        in n2n: the focus comes from the two noisy copies alone. Seeded per position, so resumes are exact.
     """
 
     def __init__(self, folder: str | Path, fields: tuple[str, ...], seed: int = 0, shuffle: bool = True,
                  block: int = 8, buffer: int = 32, rank: int = 0, world: int = 1, n2n_swap: bool = False,
-                 limit: int | None = None, batch_size: int = 1):
+                 limit: int | None = None, batch_size: int = 1, crop: int | None = None, focus: float = 0.5):
         self.shards, self.manifest = list_shard_files(folder)
         self.fields, self.seed, self.shuffle = fields, seed, shuffle
         self.block, self.buffer, self.rank, self.world = block, buffer, rank, world
         self.n2n_swap, self.limit, self.batch_size = n2n_swap, limit, batch_size
+        self.crop, self.focus = crop, focus
+        size = self.manifest.get("image_size")
+        if crop is not None and size is not None and (crop > size[0] or crop > size[1]):
+            raise DataError(f"{folder}: --crop {crop} is larger than the shards' {size[0]}x{size[1]} images.")
         self.epoch, self.skip = 0, 0
         if world > len(self.shards):
             raise DataError(f"{folder}: {len(self.shards)} shards cannot feed {world} ranks; build with a smaller "
@@ -137,10 +146,39 @@ class ShardStream(IterableDataset):
                     del cache[key]
                 if self.n2n_swap and swaps[pos] and "noisy_b" in item:
                     item["noisy_a"], item["noisy_b"] = item["noisy_b"], item["noisy_a"]
+                if self.crop:
+                    item = crop_item(item, self.crop, self.focus, np.random.default_rng(
+                        np.random.SeedSequence([self.seed, self.epoch, self.rank, worker, pos, 13])))
                 yield {f: _to_tensor(v) for f, v in item.items()}
         finally:
             for sh in open_shards.values():
                 sh.close()
+
+
+FOCUS_MIN_DIFF = 8
+"""Grey levels (largest channel) by which input and target must differ for a pixel to attract a crop."""
+
+
+def crop_item(item: dict[str, np.ndarray], crop: int, focus: float, rng: np.random.Generator) -> dict:
+    """The same crop x crop window of every array in `item` (see ShardStream's `crop`)."""
+    h, w = item["noisy_a"].shape[:2]
+    cy, cx = None, None
+    if rng.random() < focus:
+        if "mask" in item:
+            hot = item["mask"] > 0
+        else:
+            target = item.get("noisy_b", item.get("clean"))
+            hot = np.abs(item["noisy_a"].astype(np.int16) - target.astype(np.int16)).max(-1) >= FOCUS_MIN_DIFF
+        ys, xs = np.nonzero(hot)
+        if len(ys):
+            k = int(rng.integers(len(ys)))
+            cy, cx = int(ys[k]), int(xs[k])
+    if cy is None:
+        y0, x0 = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+    else:
+        y0 = min(max(cy - crop // 2, 0), h - crop)
+        x0 = min(max(cx - crop // 2, 0), w - crop)
+    return {f: v[y0:y0 + crop, x0:x0 + crop] if np.ndim(v) >= 2 else v for f, v in item.items()}
 
 
 def skip_for_worker(skip: int, worker: int, n_workers: int, batch_size: int) -> int:

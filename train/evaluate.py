@@ -64,22 +64,56 @@ def masks_and_cleaned(inp: np.ndarray, pred: np.ndarray, mode: str, threshold: f
     """For one image: (predicted bool mask, cleaned uint8 image, raw network image or None).
 
     inp: (H, W, 3) uint8. pred: restoration (H, W, 3) float 0..255, or seg probability (H, W).
-    Restoration: mask = metrics.residual_mask(inp, out); seg: probability > 0.5 (then the same small
-    component removal). Cleaned: the input, with pixels inside the dilated mask replaced by the network
-    output (restoration) or by inpainting (seg).
+    Restoration: mask = metrics.residual_mask(inp, out, threshold) (grey levels, default
+    metrics.DEFAULT_THRESHOLD); seg: probability >= threshold (default metrics.SEG_THRESHOLD), then the
+    same small-component removal. Cleaned: the input, with pixels inside the dilated mask replaced by the
+    network output (restoration) or by inpainting (seg).
     """
-    threshold = M.DEFAULT_THRESHOLD if threshold is None else threshold
     if mode == "seg":
-        # probability > 0.5, with the same small-component removal as restorations (via the one rule)
-        mask = M.residual_mask(np.zeros(pred.shape, np.float32), pred * 255.0, threshold=127.5, min_area=min_area)
+        mask = M.drop_small(pred >= (M.SEG_THRESHOLD if threshold is None else threshold), min_area)
         grown = dilate(mask)
         cleaned = cv2.inpaint(inp, grown.astype(np.uint8), 3, cv2.INPAINT_TELEA) if grown.any() else inp.copy()
         return mask, cleaned, None
     out = np.clip(np.rint(pred), 0, 255).astype(np.uint8)
-    mask = M.residual_mask(inp, pred, threshold=threshold, min_area=min_area)
+    mask = M.residual_mask(inp, pred, threshold=M.DEFAULT_THRESHOLD if threshold is None else threshold,
+                           min_area=min_area)
     grown = dilate(mask)
     cleaned = np.where(grown[..., None], out, inp)
     return mask, cleaned, out
+
+
+def threshold_grid(mode: str) -> tuple[float, ...]:
+    """The thresholds swept for a mode: probabilities for seg, grey levels for restorations."""
+    return M.SEG_THRESHOLD_GRID if mode == "seg" else M.THRESHOLD_GRID
+
+
+def sweep_thresholds(predictor: Predictor, batches, max_samples: int | None = None,
+                     grid: tuple[float, ...] | None = None) -> dict[float, float]:
+    """Mean Dice at each threshold of `grid` (default: threshold_grid(mode)) over batches of dicts with
+    noisy_a and mask. Pick the threshold on validation data, then report on other data."""
+    grid = grid or threshold_grid(predictor.mode)
+    scores: dict[float, list[float]] = {t: [] for t in grid}
+    n = 0
+    for batch in batches:
+        pred = predictor(batch["noisy_a"])
+        inp = batch["noisy_a"].permute(0, 2, 3, 1).numpy()
+        truth = batch["mask"].numpy()
+        for b in range(inp.shape[0]):
+            if predictor.mode == "seg":
+                score = pred[b]
+            else:
+                score = np.abs(inp[b].astype(np.float32) - pred[b]).max(-1)
+            for t in grid:
+                scores[t].append(M.dice(M.drop_small(score >= t), truth[b]))
+            n += 1
+            if max_samples and n >= max_samples:
+                return {t: float(np.mean(v)) for t, v in scores.items()}
+    return {t: float(np.mean(v)) for t, v in scores.items() if v}
+
+
+def best_threshold(sweep: dict[float, float]) -> float:
+    """The threshold with the highest mean Dice (the lowest one on ties)."""
+    return max(sorted(sweep), key=lambda t: sweep[t])
 
 
 def dilate(mask: np.ndarray, px: int = CLEAN_DILATE_PX) -> np.ndarray:

@@ -84,6 +84,7 @@ def apply(checkpoint: str | Path, inputs: list[Path], out: str | Path, threshold
     """Clean every scan in `inputs`; returns {"done": n, "bad": [(file, reason)], "csv": path}."""
     predictor, meta = predictor_from_checkpoint(checkpoint)
     predictor.model.eval()
+    threshold = meta.get("threshold") if threshold is None else threshold
     items = expand_inputs(inputs)
     if not items:
         raise TrainError("no PNG/JPG/BMP/TIFF scans found in the inputs given.")

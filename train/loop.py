@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from synth.kinds import CLASS_IDS
 from train.config import AMP, MODES, NORMS, TrainConfig
 from train.data import EVAL_FIELDS, MODE_FIELDS, DataError, ShardStream, dataset_mean_std, epoch_order, list_shard_files
-from train.evaluate import Predictor, evaluate_batches, normalize, summary
+from train.evaluate import Predictor, best_threshold, evaluate_batches, normalize, summary, sweep_thresholds
 from train.losses import make_loss, pair_weight, seg_loss
 from train.models import create_model
 
@@ -68,6 +68,13 @@ def validate_config(cfg: TrainConfig) -> None:
         raise TrainError("--samples and --epochs must be at least 1.")
     if not 0 <= cfg.val_fraction < 1:
         raise TrainError("--val-fraction must be in [0, 1).")
+    if cfg.crop is not None:
+        from train.models import MODELS
+
+        multiple = getattr(MODELS.get(cfg.model), "size_multiple", 32)
+        if cfg.crop < multiple or cfg.crop % multiple:
+            raise TrainError(f"--crop {cfg.crop}: {cfg.model} needs a multiple of {multiple} pixels (e.g. "
+                             f"{max(multiple, cfg.crop // multiple * multiple)}).")
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
@@ -180,7 +187,8 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
 
     fields = MODE_FIELDS[cfg.mode]
     stream = ShardStream(
-        cfg.shards, fields, seed=cfg.seed, rank=rank, world=world, n2n_swap=cfg.mode == "n2n", batch_size=cfg.batch_size
+        cfg.shards, fields, seed=cfg.seed, rank=rank, world=world, n2n_swap=cfg.mode == "n2n",
+        batch_size=cfg.batch_size, crop=cfg.crop,
     )
     val_shards = None
     if n_val:  # hold out the last shards of the set
@@ -242,7 +250,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                 "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(),
                 "state": dict(state),
-                "meta": meta,
+                "meta": {**meta, "threshold": state.get("threshold", cfg.threshold)},
                 "norm": {"mean": list(mean), "std": list(std)},
                 "config": dataclasses.asdict(cfg),
                 "run_identity": json.loads(json.dumps(run_id)),
@@ -372,8 +380,13 @@ def _validate(cfg, predictor, val_folder, val_shards, state, rank, stats_file, l
     if val_shards:
         val.shards = val_shards
     predictor.model.eval()
+    threshold = cfg.threshold
+    if threshold is None:  # pick the mask threshold with the best validation Dice; it goes into the checkpoint
+        sweep = sweep_thresholds(predictor, DataLoader(val, batch_size=cfg.batch_size), max_samples=cfg.val_samples)
+        threshold = state["threshold"] = best_threshold(sweep)
+        log("threshold sweep (Dice): " + ", ".join(f"{t:g}: {d:.3f}" for t, d in sweep.items()))
     rows, _ = evaluate_batches(
-        predictor, DataLoader(val, batch_size=cfg.batch_size), threshold=cfg.threshold, max_samples=cfg.val_samples
+        predictor, DataLoader(val, batch_size=cfg.batch_size), threshold=threshold, max_samples=cfg.val_samples
     )
     predictor.model.train()
     s = summary(rows)
@@ -381,6 +394,7 @@ def _validate(cfg, predictor, val_folder, val_shards, state, rank, stats_file, l
         "step": state["step"],
         "epoch": state["epoch"],
         "samples": state["samples_seen"],
+        "threshold": threshold,
         **{f"val_{k}": m for k, (m, _) in s.items()},
     }
     if stats_file:

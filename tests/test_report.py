@@ -1,0 +1,125 @@
+"""End-to-end pieces of issue 4: crop training, the validation threshold sweep, `train compare` (the
+paper's table and Fig. 4) and `train check-real` on the real dev scans."""
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
+from train.cli import main  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
+from train.data import MODE_FIELDS, DataError, ShardStream, crop_item  # noqa: E402
+from train.evaluate import best_threshold  # noqa: E402
+from train.loop import TrainError, load_checkpoint, train_run  # noqa: E402
+from train.metrics import SEG_THRESHOLD_GRID, THRESHOLD_GRID  # noqa: E402
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    for name, seed, n in (("train", 0, 16), ("val", 1, 6)):
+        cfg = BuildConfig(kind="body_marker", n=n, size_px=SIZE, shard_size=4, seed=seed, n_phantoms=3)
+        run_build(make_plan(cfg), root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(shards, tmp_path_factory):
+    """Two tiny trained runs (n2n and seg) with validation, shared by the tests below."""
+    root = tmp_path_factory.mktemp("runs")
+    for mode in ("n2n", "seg"):
+        train_run(TrainConfig(shards=str(shards / "train"), out=str(root / mode), val_shards=str(shards / "val"),
+                              preset="cpu", width=8, batch_size=2, samples=8, crop=32, mode=mode, val_samples=6))
+    return root
+
+
+def test_crop_windows_are_seeded_and_follow_the_annotation(shards):
+    ds = ShardStream(shards / "train", MODE_FIELDS["seg"] + ("sample_id",), seed=0, crop=32, focus=1.0)
+    items = list(ds)
+    assert all(x["noisy_a"].shape == (3, 32, 32) and x["mask"].shape == (32, 32) for x in items)
+    assert all(x["mask"].any() for x in items), "focus=1 windows are centred on annotation"
+    again = list(ShardStream(shards / "train", MODE_FIELDS["seg"] + ("sample_id",), seed=0, crop=32, focus=1.0))
+    assert all(np.array_equal(a["noisy_a"], b["noisy_a"]) for a, b in zip(items, again)), "same seed, same crops"
+    # n2n focus comes from the two noisy copies only (no labels): the window holds a pixel where they differ
+    rng = np.random.default_rng(0)
+    a = np.zeros((64, 64, 3), np.uint8)
+    b = a.copy()
+    b[50, 60] = 200
+    for _ in range(5):
+        c = crop_item({"noisy_a": a, "noisy_b": b}, 16, 1.0, rng)
+        assert c["noisy_a"].shape == (16, 16, 3) and c["noisy_b"].max() == 200
+    with pytest.raises(DataError, match="larger than"):
+        ShardStream(shards / "train", MODE_FIELDS["n2n"], crop=128)
+
+
+def test_crop_must_fit_the_model(shards, tmp_path):
+    with pytest.raises(TrainError, match="multiple of 32"):
+        train_run(TrainConfig(shards=str(shards / "train"), out=str(tmp_path / "r"), preset="cpu", width=8,
+                              samples=2, crop=40))
+
+
+def test_run_picks_a_mask_threshold_on_validation_and_eval_uses_it(runs, shards, tmp_path):
+    for mode, grid in (("n2n", THRESHOLD_GRID), ("seg", SEG_THRESHOLD_GRID)):
+        t = load_checkpoint(runs / mode / "best.pt")["meta"]["threshold"]
+        assert t in grid
+        stats = [json.loads(x) for x in (runs / mode / "stats.jsonl").read_text().splitlines()]
+        assert [s["threshold"] for s in stats if "threshold" in s][-1] == t
+    assert best_threshold({4.0: 0.2, 8.0: 0.5, 12.0: 0.5}) == 8.0
+    r = CliRunner().invoke(main, ["eval", "--checkpoint", str(runs / "n2n" / "best.pt"), "--shards",
+                                  str(shards / "val"),
+                                  "--out", str(tmp_path / "a"), "--save-examples", "0"])
+    r2 = CliRunner().invoke(main, ["eval", "--checkpoint", str(runs / "n2n" / "best.pt"), "--shards",
+                                   str(shards / "val"), "--out", str(tmp_path / "b"), "--save-examples", "0",
+                                   "--threshold", "256"])
+    assert r.exit_code == 0 and r2.exit_code == 0, r.output + r2.output
+    a = json.loads((tmp_path / "a" / "summary.json").read_text())
+    b = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert b["dice"]["mean"] == 0.0 and a["dice"]["mean"] > 0.0, "an explicit --threshold overrides the checkpoint's"
+
+
+def test_compare_writes_the_papers_table_and_figure(runs, shards, tmp_path):
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"),
+                                  "--run", f"N2N={runs / 'n2n' / 'best.pt'}",
+                                  "--run", f"SEG={runs / 'seg' / 'best.pt'}", "--out", str(out), "--figure-rows", "3"])
+    assert r.exit_code == 0, r.output
+    md = (out / "table.md").read_text()
+    for col in ("Dice", "IoU", "PA", "SSIM", "PSNR-HVS-M"):
+        assert f"| {col}" in md or f" {col} |" in md
+    assert "| N2N | N2N |" in md and "| SEG | SEG |" in md and "±" in md
+    table = json.loads((out / "table.json").read_text())
+    per_image = (out / "per_image_N2N.csv").read_text().splitlines()
+    dice = np.mean([float(line.split(",")[1]) for line in per_image[1:]])
+    assert len(per_image) == 7 and np.isclose(table["N2N"]["dice"]["mean"], dice)
+    fig = cv2.imread(str(out / "figure.png"))
+    assert fig.shape[0] > 3 * SIZE and fig.shape[1] >= 4 * SIZE, "3 rows of input | N2N | SEG | truth"
+    bad = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"), "--run", "nolabel", "--out", str(out)])
+    assert bad.exit_code != 0 and "LABEL=CHECKPOINT" in bad.output and "Traceback" not in bad.output
+    missing = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"), "--run", "X=nope.pt", "--out",
+                                        str(out)])
+    assert missing.exit_code != 0 and "no checkpoint at nope.pt" in missing.output
+
+
+def test_check_real_counts_on_the_dev_scans(runs, devdata, tmp_path):
+    out = tmp_path / "real"
+    r = CliRunner().invoke(main, ["check-real", "--checkpoint", str(runs / "n2n" / "best.pt"), "--annotated",
+                                  str(devdata / "annotated"), "--clean", str(devdata / "clean"), "--out", str(out),
+                                  "--limit", "3", "--panel-rows", "3"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "real_check.json").read_text())
+    assert res["annotated"] == 3 and res["clean"] == 3
+    assert res["annotated_with_reference"] >= 1 and sum(t for _, t in res["by_kind"].values()) >= 1
+    assert 0 <= res["clean_flagged_in_fan"] <= res["clean_flagged"] <= 3
+    rows = (out / "per_scan.csv").read_text().splitlines()
+    assert len(rows) == 7 and (out / "panel.png").exists()
+    assert "clean scans flagged" in (out / "real_check.md").read_text()
+    empty = CliRunner().invoke(main, ["check-real", "--checkpoint", str(runs / "n2n" / "best.pt"), "--out", str(out)])
+    assert empty.exit_code != 0 and "--annotated" in empty.output
