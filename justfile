@@ -49,3 +49,18 @@ demo: setup
 
 lint: setup
     {{bin}}/ruff check synth train tests bench
+
+# the quality runs of issue 4 (~45 min on 2 cores): per kind, 256 px shards, seg/n2n/n2c models, test tables, real scans
+quality KINDS="body_marker radial_line vascular_flow" SAMPLES="8192": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for kind in {{KINDS}}; do
+        s=out/quality/$kind/shards r=out/quality/$kind/runs
+        {{bin}}/synth build --type $kind --n 4096 --size 256 --shard-size 256 --workers 2 --out $s/train
+        {{bin}}/synth build --type $kind --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
+        {{bin}}/synth build --type $kind --n 128 --size 256 --shard-size 128 --seed 2 --out $s/test
+        for mode in seg n2n n2c; do
+            {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu --mode $mode --crop 128 \
+                --samples {{SAMPLES}} --out $r/$mode
+        done
+    done

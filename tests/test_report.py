@@ -89,23 +89,44 @@ def test_compare_writes_the_papers_table_and_figure(runs, shards, tmp_path):
     out = tmp_path / "cmp"
     r = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"),
                                   "--run", f"N2N={runs / 'n2n' / 'best.pt'}",
-                                  "--run", f"SEG={runs / 'seg' / 'best.pt'}", "--out", str(out), "--figure-rows", "3"])
+                                  "--run", f"SEG={runs / 'seg' / 'best.pt'}",
+                                  "--run", f"FILLED={runs / 'seg' / 'best.pt'}+{runs / 'n2n' / 'best.pt'}",
+                                  "--out", str(out), "--figure-rows", "3"])
     assert r.exit_code == 0, r.output
     md = (out / "table.md").read_text()
     for col in ("Dice", "IoU", "PA", "SSIM", "PSNR-HVS-M"):
         assert f"| {col}" in md or f" {col} |" in md
-    assert "| N2N | N2N |" in md and "| SEG | SEG |" in md and "±" in md
+    assert "| N2N | N2N |" in md and "| SEG | SEG |" in md and "| FILLED | SEG + FILL |" in md and "±" in md
     table = json.loads((out / "table.json").read_text())
     per_image = (out / "per_image_N2N.csv").read_text().splitlines()
     dice = np.mean([float(line.split(",")[1]) for line in per_image[1:]])
     assert len(per_image) == 7 and np.isclose(table["N2N"]["dice"]["mean"], dice)
     fig = cv2.imread(str(out / "figure.png"))
-    assert fig.shape[0] > 3 * SIZE and fig.shape[1] >= 4 * SIZE, "3 rows of input | N2N | SEG | truth"
+    assert fig.shape[0] > 3 * SIZE and fig.shape[1] >= 5 * SIZE, "3 rows of input | N2N | SEG | FILLED | truth"
+    # the filled seg model has the seg model's masks, and its own cleaned images
+    seg, filled = table["SEG"], table["FILLED"]
+    assert seg["dice"] == filled["dice"] and seg["ssim"] != filled["ssim"]
     bad = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"), "--run", "nolabel", "--out", str(out)])
     assert bad.exit_code != 0 and "LABEL=CHECKPOINT" in bad.output and "Traceback" not in bad.output
     missing = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"), "--run", "X=nope.pt", "--out",
                                         str(out)])
     assert missing.exit_code != 0 and "no checkpoint at nope.pt" in missing.output
+
+
+def test_apply_fills_seg_masks_with_a_restoration_model(runs, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    img = np.random.default_rng(1).integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    cv2.imwrite(str(scans / "a.png"), img)
+    seg, n2n = str(runs / "seg" / "best.pt"), str(runs / "n2n" / "best.pt")
+    r = CliRunner().invoke(main, ["apply", "--checkpoint", seg, str(scans), "--out", str(tmp_path / "o"), "--fill", n2n,
+                                  "--threshold", "0"])
+    assert r.exit_code == 0, r.output
+    cleaned = cv2.imread(str(tmp_path / "o" / "a.clean.png"))
+    assert cleaned.shape == img.shape and not np.array_equal(cleaned, img), "threshold 0 masks everything"
+    bad = CliRunner().invoke(main, ["apply", "--checkpoint", n2n, str(scans), "--out", str(tmp_path / "o"),
+                                    "--fill", seg])
+    assert bad.exit_code != 0 and "only a seg model's masks are filled" in bad.output
 
 
 def test_check_real_counts_on_the_dev_scans(runs, devdata, tmp_path):

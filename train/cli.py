@@ -212,7 +212,9 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
 @click.option("--threshold", type=float, default=None,
               help="Mask threshold: grey levels for n2n/n2c, probability for seg (default: the one the run picked on "
               "its validation data, else 8 / 0.5).")
-def apply(checkpoint, inputs, out, threshold) -> None:
+@click.option("--fill", type=click.Path(path_type=Path), default=None,
+              help="For a seg checkpoint: an n2n/n2c checkpoint whose output fills the masks (default: inpainting).")
+def apply(checkpoint, inputs, out, threshold, fill) -> None:
     """Clean scans (files or folders, any size): writes NAME.clean.png, NAME.mask.png and apply.csv."""
     from rich.progress import Progress
 
@@ -226,7 +228,8 @@ def apply(checkpoint, inputs, out, threshold) -> None:
         task = bar.add_task("cleaning", total=None)
         try:
             r = run_apply(
-                checkpoint, list(inputs), out, threshold, progress=lambda k, n: bar.update(task, completed=k, total=n)
+                checkpoint, list(inputs), out, threshold, progress=lambda k, n: bar.update(task, completed=k, total=n),
+                fill=fill,
             )
         except TrainError as e:
             raise click.ClickException(str(e)) from None
@@ -240,8 +243,9 @@ def apply(checkpoint, inputs, out, threshold) -> None:
 
 @main.command()
 @click.option("--shards", type=click.Path(path_type=Path), required=True, help="Held-out shard set to compare on.")
-@click.option("--run", "runs", multiple=True, required=True, metavar="LABEL=CHECKPOINT",
-              help="A model to compare, e.g. N2N=out/runs/n2n/best.pt (repeat).")
+@click.option("--run", "runs", multiple=True, required=True, metavar="LABEL=CHECKPOINT[+FILL]",
+              help="A model to compare, e.g. N2N=out/runs/n2n/best.pt (repeat). A seg checkpoint may name an "
+                   "n2n/n2c checkpoint after '+' to fill its masks: SEG=seg/best.pt+n2n/best.pt.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
 @click.option("--title", default="Comparison on held-out shards", help="Report title.")
 @click.option("--max-samples", type=click.IntRange(1), default=None, help="Evaluate only the first N samples.")
@@ -259,15 +263,18 @@ def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
         label, sep, ckpt = r.partition("=")
         if not sep or not label or not ckpt:
             raise click.ClickException(f"--run {r!r}: write it as LABEL=CHECKPOINT, e.g. N2N=out/runs/n2n/best.pt.")
-        if not Path(ckpt).is_file():
-            raise click.ClickException(f"--run {label}: no checkpoint at {ckpt}; train it with `train run` first.")
-        pairs.append((label, ckpt))
+        ckpt, _, fill = ckpt.partition("+")
+        for c in (ckpt, fill) if fill else (ckpt,):
+            if not Path(c).is_file():
+                raise click.ClickException(f"--run {label}: no checkpoint at {c}; train it with `train run` first.")
+        pairs.append((label, ckpt, fill or None))
     results = []
     with Progress(transient=True) as bar:
         task = bar.add_task("evaluating", total=len(pairs))
-        for label, ckpt in pairs:
+        for label, ckpt, fill in pairs:
             try:
-                results.append(evaluate_checkpoint(label, ckpt, shards, max_samples, keep_examples=figure_rows))
+                results.append(evaluate_checkpoint(label, ckpt, shards, max_samples, keep_examples=figure_rows,
+                                                   fill=fill))
             except (TrainError, DataError) as e:
                 raise click.ClickException(str(e)) from None
             bar.advance(task)
@@ -302,6 +309,34 @@ def check_real(checkpoint, annotated, clean, out, panel_rows, limit) -> None:
     click.echo((Path(out) / "real_check.md").read_text())
     for line in res.unreadable:
         click.echo(f"skipped: {line}", err=True)
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="The CPU variant (128 px, narrow models; under 30 min on 2 cores).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Study folder: shards, runs, tables.md, figures (default out/study or out/study-quick).")
+@click.option("--only", type=click.Choice(["I-II", "III-IV", "V-VI", "VII-VIII"]), default=None,
+              help="Run only the runs of these tables.")
+def study(quick, out, only) -> None:
+    """The paper's comparison: Tables I-VIII and Figs. 3-6, resumable (rerun to continue)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from train.data import DataError
+    from train.loop import TrainError
+    from train.study import run_study
+
+    variant = "quick" if quick else "full"
+    out = out or Path("out") / ("study-quick" if quick else "study")
+    columns = [TextColumn("study"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[now]}"),
+               TimeElapsedColumn()]
+    with Progress(*columns) as bar:
+        task = bar.add_task("study", total=None, now="shards")
+        try:
+            path = run_study(variant, out, only, log=bar.console.print,
+                             progress=lambda k, n, now: bar.update(task, completed=k, total=n, now=now))
+        except (TrainError, DataError, ValueError) as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(f"tables and figures in {path.parent} ({path})")
 
 
 if __name__ == "__main__":

@@ -60,19 +60,26 @@ def denormalize(y: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def masks_and_cleaned(inp: np.ndarray, pred: np.ndarray, mode: str, threshold: float | None = None,
-                      min_area: int = M.DEFAULT_MIN_AREA) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                      min_area: int = M.DEFAULT_MIN_AREA, fill: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """For one image: (predicted bool mask, cleaned uint8 image, raw network image or None).
 
     inp: (H, W, 3) uint8. pred: restoration (H, W, 3) float 0..255, or seg probability (H, W).
     Restoration: mask = metrics.residual_mask(inp, out, threshold) (grey levels, default
     metrics.DEFAULT_THRESHOLD); seg: probability >= threshold (default metrics.SEG_THRESHOLD), then the
     same small-component removal. Cleaned: the input, with pixels inside the dilated mask replaced by the
-    network output (restoration) or by inpainting (seg).
+    network output (restoration) or, for seg, by `fill` (the (H, W, 3) output of a restoration model, see
+    `train apply --fill`) or else by inpainting (OpenCV Telea).
     """
     if mode == "seg":
         mask = M.drop_small(pred >= (M.SEG_THRESHOLD if threshold is None else threshold), min_area)
         grown = dilate(mask)
-        cleaned = cv2.inpaint(inp, grown.astype(np.uint8), 3, cv2.INPAINT_TELEA) if grown.any() else inp.copy()
+        if fill is not None:
+            cleaned = np.where(grown[..., None], np.clip(np.rint(fill), 0, 255).astype(np.uint8), inp)
+        elif grown.any():
+            cleaned = cv2.inpaint(inp, grown.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+        else:
+            cleaned = inp.copy()
         return mask, cleaned, None
     out = np.clip(np.rint(pred), 0, 255).astype(np.uint8)
     mask = M.residual_mask(inp, pred, threshold=M.DEFAULT_THRESHOLD if threshold is None else threshold,
@@ -124,21 +131,24 @@ def dilate(mask: np.ndarray, px: int = CLEAN_DILATE_PX) -> np.ndarray:
 
 
 def evaluate_batches(predictor: Predictor, batches, threshold: float | None = None, max_samples: int | None = None,
-                     keep_examples: int = 0):
+                     keep_examples: int = 0, filler: Predictor | None = None):
     """Run over batches of dicts with noisy_a, clean, mask (uint8 tensors). Returns (rows, examples).
 
     rows: one dict per image: sample_id (if present), dice, iou, pixel_accuracy, and for the cleaned
     image ssim, psnr, psnr_hvsm, plus *_raw for the network's own output (restoration modes, the paper's
     definition). examples: up to keep_examples tuples (input, output-or-cleaned, predicted mask, true mask).
+    filler: a restoration predictor whose output fills a seg model's mask (instead of inpainting).
     """
     rows, examples = [], []
     for batch in batches:
         pred = predictor(batch["noisy_a"])
+        fills = filler(batch["noisy_a"]) if filler is not None else None
         inp = batch["noisy_a"].permute(0, 2, 3, 1).numpy()
         clean = batch["clean"].permute(0, 2, 3, 1).numpy()
         truth = batch["mask"].numpy()
         for b in range(inp.shape[0]):
-            mask, cleaned, raw = masks_and_cleaned(inp[b], pred[b], predictor.mode, threshold)
+            mask, cleaned, raw = masks_and_cleaned(inp[b], pred[b], predictor.mode, threshold,
+                                                   fill=None if fills is None else fills[b])
             row = {"sample_id": int(batch["sample_id"][b]) if "sample_id" in batch else len(rows)}
             row.update(M.evaluate_image(mask, truth[b], cleaned, clean[b]))
             if raw is not None:

@@ -32,14 +32,32 @@ def predictor_from_checkpoint(path: str | Path, device: torch.device | None = No
     return Predictor(model, meta["mode"], tuple(norm["mean"]), tuple(norm["std"]), device), meta
 
 
+def filler_from_checkpoint(path: str | Path | None, for_meta: dict) -> Predictor | None:
+    """The restoration model that fills a seg model's masks (`--fill`), or None. It must be an n2n/n2c
+    checkpoint trained at the same image size as the seg model."""
+    if path is None:
+        return None
+    if for_meta["mode"] != "seg":
+        raise TrainError(f"--fill {path}: only a seg model's masks are filled; this checkpoint is "
+                         f"{for_meta['mode']}, which restores its own masks.")
+    filler, meta = predictor_from_checkpoint(path)
+    if meta["mode"] == "seg":
+        raise TrainError(f"--fill {path}: that is a seg model; give an n2n or n2c checkpoint to fill with.")
+    if list(meta["image_size"]) != list(for_meta["image_size"]):
+        raise TrainError(f"--fill {path}: trained at {meta['image_size']} px, the seg model at "
+                         f"{for_meta['image_size']} px; use models trained at the same size.")
+    filler.model.eval()
+    return filler
+
+
 def model_scale(h: int, w: int, meta: dict) -> float:
     """The factor that brings an h x w scan to the scale the model was trained at (the build's resize)."""
     size = meta["image_size"][0]
     return size / (max(h, w) if meta.get("resize", "letterbox") == "letterbox" else min(h, w))
 
 
-def clean_image(predictor: Predictor, meta: dict, img: np.ndarray, threshold: float | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def clean_image(predictor: Predictor, meta: dict, img: np.ndarray, threshold: float | None = None,
+                filler: Predictor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(cleaned (H, W, 3) uint8, mask (H, W) bool) for one RGB scan at its own resolution.
 
     The scan is resized to the training scale, padded to the model's size multiple, run, and the mask
@@ -53,13 +71,17 @@ def clean_image(predictor: Predictor, meta: dict, img: np.ndarray, threshold: fl
     ph, pw = -(-sh // m) * m, -(-sw // m) * m
     padded = np.zeros((ph, pw, 3), np.uint8)  # black, like the frame around the fan
     padded[:sh, :sw] = small
-    pred = predictor(torch.from_numpy(padded).permute(2, 0, 1)[None])[0][:sh, :sw]
-    mask_small, cleaned_small, raw = masks_and_cleaned(small, pred, predictor.mode, threshold)
+    x = torch.from_numpy(padded).permute(2, 0, 1)[None]
+    pred = predictor(x)[0][:sh, :sw]
+    fill = filler(x)[0][:sh, :sw] if filler is not None else None
+    mask_small, cleaned_small, raw = masks_and_cleaned(small, pred, predictor.mode, threshold, fill=fill)
+    if fill is not None:
+        raw = np.clip(np.rint(fill), 0, 255).astype(np.uint8)
     if (sh, sw) == (h, w):
         return cleaned_small, mask_small
     mask = cv2.resize(mask_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
     grown = dilate(mask)
-    if raw is None:  # seg: inpaint at full resolution
+    if raw is None:  # seg without a filler: inpaint at full resolution
         cleaned = cv2.inpaint(img, grown.astype(np.uint8), 3, cv2.INPAINT_TELEA) if grown.any() else img.copy()
     else:
         up = cv2.resize(raw, (w, h), interpolation=cv2.INTER_CUBIC)
@@ -80,10 +102,12 @@ def expand_inputs(inputs: list[Path]) -> list[tuple[Path, str]]:
 
 
 def apply(checkpoint: str | Path, inputs: list[Path], out: str | Path, threshold: float | None = None,
-          progress=None) -> dict:
-    """Clean every scan in `inputs`; returns {"done": n, "bad": [(file, reason)], "csv": path}."""
+          progress=None, fill: str | Path | None = None) -> dict:
+    """Clean every scan in `inputs`; returns {"done": n, "bad": [(file, reason)], "csv": path}.
+    fill: an n2n/n2c checkpoint whose output fills a seg model's masks (default: inpainting)."""
     predictor, meta = predictor_from_checkpoint(checkpoint)
     predictor.model.eval()
+    filler = filler_from_checkpoint(fill, meta)
     threshold = meta.get("threshold") if threshold is None else threshold
     items = expand_inputs(inputs)
     if not items:
@@ -95,7 +119,7 @@ def apply(checkpoint: str | Path, inputs: list[Path], out: str | Path, threshold
     for k, (path, stem) in enumerate(items):
         try:
             img = read_image(path)
-            cleaned, mask = clean_image(predictor, meta, img, threshold)
+            cleaned, mask = clean_image(predictor, meta, img, threshold, filler)
         except (ImageError, OSError) as e:
             bad.append((str(path), str(e)))
         else:

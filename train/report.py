@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from train.data import EVAL_FIELDS, ShardStream
 from train.evaluate import evaluate_batches, summary
-from train.infer import predictor_from_checkpoint
+from train.infer import filler_from_checkpoint, predictor_from_checkpoint
 
 TABLE_METRICS = ("dice", "iou", "pixel_accuracy", "ssim", "psnr_hvsm")
 """The paper's columns, in its order. SSIM and PSNR-HVS-M are of the cleaned image (network pixels
@@ -42,15 +42,18 @@ class Evaluated:
 
 
 def evaluate_checkpoint(label: str, checkpoint: str | Path, shards: str | Path, max_samples: int | None = None,
-                        keep_examples: int = 4, batch_size: int = 4) -> Evaluated:
-    """Evaluate a checkpoint on shards with the mask threshold it picked on its validation data."""
+                        keep_examples: int = 4, batch_size: int = 4, fill: str | Path | None = None) -> Evaluated:
+    """Evaluate a checkpoint on shards with the mask threshold it picked on its validation data; `fill`
+    (an n2n/n2c checkpoint) fills a seg model's masks instead of inpainting."""
     predictor, meta = predictor_from_checkpoint(checkpoint)
     predictor.model.eval()
+    filler = filler_from_checkpoint(fill, meta)
     stream = ShardStream(shards, (*EVAL_FIELDS, "sample_id"), shuffle=False)
     rows, examples = evaluate_batches(predictor, DataLoader(stream, batch_size=batch_size),
                                       threshold=meta.get("threshold"), max_samples=max_samples,
-                                      keep_examples=keep_examples)
-    return Evaluated(label, str(checkpoint), meta["mode"], meta.get("threshold"), rows, examples)
+                                      keep_examples=keep_examples, filler=filler)
+    mode = meta["mode"] if fill is None else f"{meta['mode']} + fill"
+    return Evaluated(label, str(checkpoint), mode, meta.get("threshold"), rows, examples)
 
 
 def table_markdown(results: list[Evaluated], metrics: tuple[str, ...] = TABLE_METRICS, label_header: str = "model",
