@@ -144,3 +144,38 @@ def test_check_real_counts_on_the_dev_scans(runs, devdata, tmp_path):
     assert "clean scans flagged" in (out / "real_check.md").read_text()
     empty = CliRunner().invoke(main, ["check-real", "--checkpoint", str(runs / "n2n" / "best.pt"), "--out", str(out)])
     assert empty.exit_code != 0 and "--annotated" in empty.output
+
+
+def test_study_plan_covers_the_papers_tables():
+    from train.models import MODELS
+    from train.study import PLANS, STUDY_LOSSES, study_runs
+
+    for variant, plan in PLANS.items():
+        runs = study_runs(plan)
+        t12 = {(r.model, r.mode, r.norm) for r in runs if r.table == "I-II"}
+        assert {(m, mode, "linear") for m in MODELS for mode in ("n2c", "n2n")} <= t12, variant
+        assert {(m, mode, "smn") for m in plan.smn_models for mode in ("n2c", "n2n")} <= t12
+        assert {r.loss for r in runs if r.table == "III-IV"} | {"l1"} == set(STUDY_LOSSES)
+        assert {(r.kind, r.mode) for r in runs if r.table in ("V-VI", "VII-VIII")} == {
+            (k, m) for k in ("radial_line", "vascular_flow") for m in ("n2c", "n2n")}
+    assert set(PLANS["full"].smn_models) == set(MODELS), "the full study has SMN rows for every model"
+
+
+def test_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
+    import dataclasses
+
+    from train import study
+
+    tiny = dataclasses.replace(study.PLANS["quick"], size=64, n_train=8, n_val=4, n_test=4, samples=4,
+                               batch_size=2, widths={"n2n_unet": 8})
+    monkeypatch.setitem(study.PLANS, "tiny", tiny)
+    path = study.run_study("tiny", tmp_path / "s", only="V-VI", log=lambda *_: None)
+    md = path.read_text()
+    assert "## Tables V-VI: radial_line" in md and "n2n_unet N2C" in md and "n2n_unet N2N" in md
+    assert (tmp_path / "s" / "fig5_radial_line.png").exists()
+    results = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert set(results) == {"radial_line-n2n_unet-n2c-linear-l1", "radial_line-n2n_unet-n2n-linear-l1"}
+    mtime = (tmp_path / "s" / "runs" / "radial_line-n2n_unet-n2n-linear-l1" / "best.pt").stat().st_mtime
+    study.run_study("tiny", tmp_path / "s", only="V-VI", log=lambda *_: None)
+    assert (tmp_path / "s" / "runs" / "radial_line-n2n_unet-n2n-linear-l1" / "best.pt").stat().st_mtime == mtime
+    assert json.loads((tmp_path / "s" / "results.json").read_text()) == results, "a rerun skips finished runs"

@@ -42,7 +42,7 @@ class StudyPlan:
     samples: int          # training samples seen per run
     batch_size: int
     preset: str
-    width: int | None     # base width for models that have one (None: each model's default)
+    widths: dict          # model -> base width (models not named keep their default, the paper's)
     encoder: str | None   # smp encoder (None: resnet34)
     fcn_backbone: str     # resnet101 (the paper) or resnet50
     crop: int | None      # training window (None: whole images)
@@ -57,13 +57,14 @@ PLANS: dict[str, StudyPlan] = {
     # one H100: 8 models x 2 modes x 2 norms + 7 losses + 4 other-kind runs = 43 runs of 16384 samples at
     # 512 px (256 px windows, bf16); sized at ~3-4 min per run -> about 2.5-3 hours with evaluation
     "full": StudyPlan(size=512, n_train=8192, n_val=64, n_test=256, samples=16384, batch_size=16, preset="fast",
-                      width=None, encoder=None, fcn_backbone="resnet101", crop=256, amp="bf16", workers=6,
+                      widths={}, encoder=None, fcn_backbone="resnet101", crop=256, amp="bf16", workers=6,
                       build_workers=12, smn_models=tuple(MODELS), hours="about 3 hours on one H100"),
-    # a 2-core CPU in under 30 minutes: 128 px, narrow models, a lighter encoder, SMN only for n2n_unet.
-    # Its numbers show that the recipe runs end to end and rank little else: each run sees 1024 samples.
-    "quick": StudyPlan(size=128, n_train=1024, n_val=32, n_test=64, samples=1024, batch_size=8, preset="cpu",
-                       width=16, encoder="resnet18", fcn_backbone="resnet50", crop=None, amp="off", workers=0,
-                       build_workers=2, smn_models=("n2n_unet",), hours="under 30 minutes on a 2-core CPU"),
+    # a 2-core CPU in under 30 minutes: 96 px, narrow decoders, a lighter encoder, SMN only for n2n_unet.
+    # Its numbers show that the recipe runs end to end and rank little else: each run sees 512 samples.
+    "quick": StudyPlan(size=96, n_train=768, n_val=32, n_test=64, samples=512, batch_size=8, preset="cpu",
+                       widths={"n2n_unet": 16, "multiresunet": 8, "unet": 4, "unetplusplus": 4, "manet": 4,
+                               "deeplabv3": 4}, encoder="resnet18", fcn_backbone="resnet50", crop=None, amp="off",
+                       workers=0, build_workers=2, smn_models=("n2n_unet",), hours="under 30 minutes on a 2-core CPU"),
 }
 
 
@@ -109,7 +110,8 @@ def run_config(plan: StudyPlan, run: Run, shards: Path, out: Path) -> TrainConfi
                                                               else plan.encoder)
     return TrainConfig(
         shards=str(shards / run.kind / "train"), val_shards=str(shards / run.kind / "val"), out=str(out),
-        model=run.model, width=None if run.model in NO_WIDTH else plan.width, encoder=encoder, mode=run.mode,
+        model=run.model, width=None if run.model in NO_WIDTH else plan.widths.get(run.model), encoder=encoder,
+        mode=run.mode,
         loss=run.loss, preset=plan.preset, samples=plan.samples, batch_size=plan.batch_size, norm=run.norm,
         amp=plan.amp if torch.cuda.is_available() else "off", workers=plan.workers, crop=plan.crop,
         val_samples=plan.n_val, log_every=10,
@@ -162,7 +164,8 @@ def write_study(plan: StudyPlan, variant: str, out: Path, runs: list[Run], resul
           f"Written {time.strftime('%Y-%m-%d %H:%M')}.", "",
           f"Budget per run: {plan.samples} training samples of {plan.size} px shards"
           f"{f' in {plan.crop} px windows' if plan.crop else ''}, batch {plan.batch_size}, preset `{plan.preset}`"
-          f"{f', width {plan.width}' if plan.width else ''}{f', smp encoder {plan.encoder}' if plan.encoder else ''}, "
+          f"{f', widths {plan.widths}' if plan.widths else ''}"
+          f"{f', smp encoder {plan.encoder}' if plan.encoder else ''}, "
           f"FCN backbone {plan.fcn_backbone}. Shards per kind: {plan.n_train} train, {plan.n_val} validation "
           f"(picks best.pt and the mask threshold), {plan.n_test} test (these tables), each from its own "
           "phantom scans. Mean ± variance over test images; bold: best in the column. SSIM and PSNR-HVS-M are "
