@@ -37,25 +37,38 @@ bench: setup
 bench-gpu: setup
     cd bench && ../{{py}} bench_gpu.py
 
-# the main job end to end on phantoms and shipped icons (~4 min on 2 cores): shards, preview, n2n model, eval, apply
+# the main job end to end on phantoms and shipped icons (~12 min on 2 cores): shards, N2N/N2C/seg models, table, figure
 demo: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    s=out/demo/shards r=out/demo/runs
     {{bin}}/synth phantom --n 6 --out out/demo/phantoms --size 384
-    {{bin}}/synth build --type body_marker --n 1024 --size 256 --shard-size 128 --workers 2 --out out/demo/shards/train
-    {{bin}}/synth build --type body_marker --n 64 --size 256 --shard-size 64 --seed 1 --out out/demo/shards/val
-    {{bin}}/synth inspect out/demo/shards/train --verify --preview reports/demo/preview_body_marker.png --k 4
-    {{bin}}/train run --shards out/demo/shards/train --val-shards out/demo/shards/val --preset cpu --mode n2n --epochs 1 --out out/demo/runs/n2n
-    {{bin}}/train eval --checkpoint out/demo/runs/n2n/best.pt --shards out/demo/shards/val --out reports/demo/eval_n2n --save-examples 4
-    {{bin}}/train apply --checkpoint out/demo/runs/n2n/best.pt out/demo/phantoms --out out/demo/applied
+    {{bin}}/synth build --type body_marker --n 4096 --size 256 --shard-size 256 --workers 2 --out $s/train
+    {{bin}}/synth build --type body_marker --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
+    {{bin}}/synth build --type body_marker --n 128 --size 256 --shard-size 128 --seed 2 --out $s/test
+    {{bin}}/synth inspect $s/train --verify --preview reports/demo/preview_body_marker.png --k 4
+    for mode in n2n n2c seg; do
+        {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu --mode $mode --crop 128 --samples 6144 \
+            --out $r/$mode
+    done
+    {{bin}}/train compare --shards $s/test --out reports/demo --title "body_marker, 256 px, 6144 training windows per model" \
+        --run N2N=$r/n2n/best.pt --run N2C=$r/n2c/best.pt --run SEG=$r/seg/best.pt \
+        --run "SEG+N2N=$r/seg/best.pt+$r/n2n/best.pt"
+    {{bin}}/train apply --checkpoint $r/seg/best.pt --fill $r/n2n/best.pt out/demo/phantoms --out out/demo/applied
+
+# the paper's study (Tables I-VIII, Figs. 3-6): `just study` on a GPU (hours), `just study --quick` on a CPU (<30 min)
+study *ARGS: setup
+    HF_HUB_OFFLINE=1 {{bin}}/train study {{ARGS}}
 
 lint: setup
     {{bin}}/ruff check synth train tests bench
 
-# the quality runs of issue 4 (~45 min on 2 cores): per kind, 256 px shards, seg/n2n/n2c models, test tables, real scans
-quality KINDS="body_marker radial_line vascular_flow" SAMPLES="8192": setup
+# issue 4's quality runs (~50 min on 2 cores): per kind, seg/n2n/n2c at 256 px, test tables, real-scan checks
+quality KINDS="body_marker radial_line vascular_flow" SAMPLES="8192" DEVDATA="../shared/devdata/mmotu": setup
     #!/usr/bin/env bash
     set -euo pipefail
     for kind in {{KINDS}}; do
-        s=out/quality/$kind/shards r=out/quality/$kind/runs
+        s=out/quality/$kind/shards r=out/quality/$kind/runs rep=reports/quality/$kind
         {{bin}}/synth build --type $kind --n 4096 --size 256 --shard-size 256 --workers 2 --out $s/train
         {{bin}}/synth build --type $kind --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
         {{bin}}/synth build --type $kind --n 128 --size 256 --shard-size 128 --seed 2 --out $s/test
@@ -63,4 +76,13 @@ quality KINDS="body_marker radial_line vascular_flow" SAMPLES="8192": setup
             {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu --mode $mode --crop 128 \
                 --samples {{SAMPLES}} --out $r/$mode
         done
+        {{bin}}/train compare --shards $s/test --out $rep --title "$kind, 256 px, {{SAMPLES}} training windows per model" \
+            --run N2N=$r/n2n/best.pt --run N2C=$r/n2c/best.pt --run SEG=$r/seg/best.pt \
+            --run "SEG+N2N=$r/seg/best.pt+$r/n2n/best.pt" --run "SEG+N2C=$r/seg/best.pt+$r/n2c/best.pt"
+        if [ -d {{DEVDATA}}/annotated ]; then
+            for mode in seg n2n; do
+                {{bin}}/train check-real --checkpoint $r/$mode/best.pt --annotated {{DEVDATA}}/annotated \
+                    --clean {{DEVDATA}}/clean --out $rep/real_$mode
+            done
+        fi
     done

@@ -314,10 +314,12 @@ def check_real(checkpoint, annotated, clean, out, panel_rows, limit) -> None:
 @main.command()
 @click.option("--quick", is_flag=True, help="The CPU variant (128 px, narrow models; under 30 min on 2 cores).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Study folder: shards, runs, tables.md, figures (default out/study or out/study-quick).")
+              help="Work folder: shards and runs (default out/study or out/study-quick).")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Where tables.md, results.json and the figures go (default reports/study or reports/study-quick).")
 @click.option("--only", type=click.Choice(["I-II", "III-IV", "V-VI", "VII-VIII"]), default=None,
               help="Run only the runs of these tables.")
-def study(quick, out, only) -> None:
+def study(quick, out, report, only) -> None:
     """The paper's comparison: Tables I-VIII and Figs. 3-6, resumable (rerun to continue)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -327,12 +329,13 @@ def study(quick, out, only) -> None:
 
     variant = "quick" if quick else "full"
     out = out or Path("out") / ("study-quick" if quick else "study")
+    report = report or Path("reports") / ("study-quick" if quick else "study")
     columns = [TextColumn("study"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[now]}"),
                TimeElapsedColumn()]
     with Progress(*columns) as bar:
         task = bar.add_task("study", total=None, now="shards")
         try:
-            path = run_study(variant, out, only, log=bar.console.print,
+            path = run_study(variant, out, only, log=bar.console.print, report=report,
                              progress=lambda k, n, now: bar.update(task, completed=k, total=n, now=now))
         except (TrainError, DataError, ValueError) as e:
             raise click.ClickException(str(e)) from None

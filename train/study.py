@@ -118,8 +118,10 @@ def run_config(plan: StudyPlan, run: Run, shards: Path, out: Path) -> TrainConfi
     )
 
 
-def run_study(variant: str, out: str | Path, only: str | None = None, progress=None, log=print) -> Path:
-    """Build, train, evaluate and write OUT/tables.md and figures; returns the tables path.
+def run_study(variant: str, out: str | Path, only: str | None = None, progress=None, log=print,
+              report: str | Path | None = None) -> Path:
+    """Build shards and train into `out`, evaluate, and write tables.md, results.json and figures into
+    `report` (default: `out`); returns the tables path.
 
     only: run just the runs whose table is this one ("I-II", "III-IV", "V-VI", "VII-VIII")."""
     plan = PLANS[variant]
@@ -139,7 +141,7 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
         results[run.name] = cached_eval(run, rdir, out / "shards" / run.kind / "test", plan.n_test)
     if progress:
         progress(len(runs), len(runs), "tables")
-    return write_study(plan, variant, out, runs, results, seconds)
+    return write_study(plan, variant, out, Path(report or out), runs, results, seconds)
 
 
 def cached_eval(run: Run, rdir: Path, test: Path, n: int) -> Evaluated:
@@ -154,8 +156,9 @@ def cached_eval(run: Run, rdir: Path, test: Path, n: int) -> Evaluated:
     return ev
 
 
-def write_study(plan: StudyPlan, variant: str, out: Path, runs: list[Run], results: dict[str, Evaluated],
-                seconds: dict[str, float]) -> Path:
+def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: list[Run],
+                results: dict[str, Evaluated], seconds: dict[str, float]) -> Path:
+    report.mkdir(parents=True, exist_ok=True)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86'}" \
         f", {torch.get_num_threads()} threads)"
     total = sum(seconds.values())
@@ -196,23 +199,23 @@ def write_study(plan: StudyPlan, variant: str, out: Path, runs: list[Run], resul
             evs = [evaluate_checkpoint(r.label, out / "runs" / r.name / "best.pt", test, max_samples=4,
                                        keep_examples=4) for r in sorted(pair, key=lambda r: r.mode)]
             name = f"fig{num}_{kind}.png"
-            cv2.imwrite(str(out / name), cv2.cvtColor(figure(evs, 4, zoom=2 if plan.size <= 128 else 1),
+            cv2.imwrite(str(report / name), cv2.cvtColor(figure(evs, 4, zoom=2 if plan.size <= 128 else 1),
                                                       cv2.COLOR_RGB2BGR))
             figs.append(f"![Fig. {num}: {kind}, input | N2C | N2N | truth]({name})")
-    if loss_curves(out, runs):
+    if loss_curves(out, report, runs):
         figs.insert(0, "![Fig. 3: training loss per loss function](fig3_losses.png)")
     if figs:
         md += ["## Figures", "", *figs, ""]
-    path = out / "tables.md"
+    path = report / "tables.md"
     path.write_text("\n".join(md))
-    (out / "results.json").write_text(json.dumps(
+    (report / "results.json").write_text(json.dumps(
         {name: {"seconds": seconds.get(name), "threshold": ev.threshold,
                 **{k: {"mean": m, "var": v} for k, (m, v) in ev.summary.items()}} for name, ev in results.items()},
         indent=1))
     return path
 
 
-def loss_curves(out: Path, runs: list[Run]) -> bool:
+def loss_curves(out: Path, report: Path, runs: list[Run]) -> bool:
     """Fig. 3: training loss against samples seen for each loss of Tables III-IV (smoothed)."""
     import matplotlib
 
@@ -241,6 +244,6 @@ def loss_curves(out: Path, runs: list[Run]) -> bool:
     ax.set_ylabel("training loss (own scale)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(out / "fig3_losses.png")
+    fig.savefig(report / "fig3_losses.png")
     plt.close(fig)
     return True
