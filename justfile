@@ -33,6 +33,10 @@ test-slow *ARGS: setup
 bench: setup
     cd bench && ../{{py}} bench_build.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py
 
+# what each tuning step buys (~20 min on 2 cores); writes bench/results/tuning.md
+bench-tuning: setup
+    cd bench && ../{{py}} bench_tuning.py
+
 # GPU throughput (fp32 b4 vs bf16/fp16 b16) and data-wait fraction; writes bench/results/gpu.md
 bench-gpu: setup
     cd bench && ../{{py}} bench_gpu.py

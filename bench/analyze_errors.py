@@ -20,7 +20,6 @@ import numpy as np
 from train.metrics import dice
 from train.report import evaluate_checkpoint
 
-
 BIG_PX = 10
 """Truth components smaller than this (JPEG specks around an icon) are not counted as annotations to find."""
 

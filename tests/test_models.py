@@ -138,6 +138,23 @@ def test_unknown_name_lists_valid_names():
         create_model("resnet")
 
 
+@pytest.mark.parametrize("name", ["n2n_unet", "unet"])
+def test_gated_output_blends_image_and_input_by_the_gate(name):
+    torch.manual_seed(0)
+    model = create_model(name, gated=True, **TINY[name]).eval()
+    assert model.net.out_channels == 4 and model.out_channels == 3
+    assert create_model(**model.model_config).net.out_channels == 4, "rebuilt from its config"
+    x = _input(size_px=32)
+    with torch.no_grad():
+        raw = model.net(x)
+        gate = torch.sigmoid(raw[:, 3:])
+        torch.testing.assert_close(model(x), x + gate * (raw[:, :3] - x))
+        model.net.output_conv.bias[-1] = -30.0  # gate shut: the output is the input
+        torch.testing.assert_close(model(x), x, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="not both"):
+        create_model(name, gated=True, residual=True, **TINY[name])
+
+
 def test_residual_needs_equal_channels():
     with pytest.raises(ValueError, match="in_channels == out_channels"):
         create_model("n2n_unet", out_channels=1, width=4, residual=True)

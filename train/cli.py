@@ -45,6 +45,8 @@ def main() -> None:
 @click.option("--norm", type=click.Choice(NORMS), default="linear", help="linear: /255; smn: dataset mean/std.")
 @click.option("--residual/--no-residual", default=None,
               help="Global residual: output = input + net(input), starting as the identity (default: the preset's).")
+@click.option("--gated", is_flag=True,
+              help="Gated output: output = input + sigmoid(gate) * (image - input), the gate learnt from the loss.")
 @click.option("--crop", type=click.IntRange(1), default=None,
               help="Train on CROP x CROP windows (half of them centred on annotation), evaluate on whole images.")
 @click.option("--amp", type=click.Choice(AMP), default="off", help="Mixed precision (fp16 needs CUDA).")
@@ -77,6 +79,7 @@ def run(
     lr,
     norm,
     residual,
+    gated,
     crop,
     amp,
     compile_,
@@ -119,6 +122,7 @@ def run(
         lr=lr,
         norm=norm,
         residual=residual,
+        gated=gated,
         crop=crop,
         amp=amp,
         compile=compile_,

@@ -48,6 +48,7 @@ class TrainConfig:
     weight_decay: float | None = None
     schedule: str | None = None
     residual: bool | None = None
+    gated: bool = False          # gated output (train.models.GatedWrapper), restoration modes only
     pair_boost: float | None = None
     norm: str = "linear"
     crop: int | None = None      # train on crop x crop windows (see train.data.ShardStream)

@@ -167,6 +167,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
             out_channels=out_ch,
             width=cfg.width,
             residual=bool(cfg.residual) and cfg.mode != "seg",
+            gated=bool(cfg.gated) and cfg.mode != "seg",
             **encoder_kw(cfg),
         )
         model.check_input_size(*size)

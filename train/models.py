@@ -459,6 +459,39 @@ MODELS: dict[str, Callable[..., Model]] = {
 }
 """Model name -> constructor(in_channels, out_channels, [width], **kw). The CLI offers sorted(MODELS)."""
 
+class GatedWrapper(Model):
+    """Gated output: the net predicts an image and a gate g; output = input + sigmoid(g) * (image - input).
+
+    Where the gate is shut the output is the input, exactly enough that the residual mask stays empty,
+    so the network no longer has to redraw every speckle of the background to leave it alone; where it
+    opens the network's image replaces the input. Nothing but the usual restoration loss trains it (the
+    gate is not supervised), so in n2n mode it stays label-free. The gate starts mostly shut (bias -2,
+    sigmoid 0.12). Built around a net with in_channels + 1 outputs.
+    """
+
+    GATE_BIAS = -2.0
+
+    def __init__(self, net: Model, channels: int):
+        self.name = net.name
+        super().__init__(channels, channels)
+        if net.out_channels != channels + 1:
+            raise ValueError(f"gated output needs a net with {channels + 1} outputs; {net.name} has {net.out_channels}")
+        self.net = net
+        self.size_multiple = net.size_multiple
+        if net.output_conv.bias is not None:
+            with torch.no_grad():
+                net.output_conv.bias[-1] = self.GATE_BIAS
+
+    @property
+    def output_conv(self) -> nn.Conv2d:
+        return self.net.output_conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x)
+        c = self.out_channels
+        return x + torch.sigmoid(y[:, c:c + 1]) * (y[:, :c] - x)
+
+
 NO_WIDTH = frozenset({"fcn", "linknet"})
 """Models without a width option (their decoder follows the encoder)."""
 
@@ -469,6 +502,7 @@ def create_model(
     out_channels: int = 3,
     width: int | None = None,
     residual: bool = False,
+    gated: bool = False,
     **kw: Any,
 ) -> Model:
     """Build a registered model with random weights (nothing is downloaded).
@@ -481,6 +515,8 @@ def create_model(
             default. Models without one (linknet, fcn) refuse a width.
         residual: wrap in ResidualWrapper (output = input + net(input), starts as identity); needs
             in_channels == out_channels.
+        gated: wrap in GatedWrapper (output = input + sigmoid(gate) * (image - input)); the net gets
+            one extra output channel; needs in_channels == out_channels.
         **kw: model-specific options (smp: encoder=..., fcn: backbone=..., multiresunet: alpha=...).
 
     Returns:
@@ -494,12 +530,20 @@ def create_model(
     args = dict(kw)
     if width is not None:
         args["width"] = width
-    model = MODELS[name](in_channels=in_channels, out_channels=out_channels, **args)
+    if residual and gated:
+        raise ValueError("choose residual or gated output, not both")
+    if gated and in_channels != out_channels:
+        raise ValueError(f"gated output needs in_channels == out_channels; got {in_channels} -> {out_channels}")
+    model = MODELS[name](in_channels=in_channels, out_channels=out_channels + int(gated), **args)
     if residual:
         model = ResidualWrapper(model)
+    if gated:
+        model = GatedWrapper(model, out_channels)
     model.model_config = dict(
         name=name, in_channels=in_channels, out_channels=out_channels, width=width, residual=residual, **kw
     )
+    if gated:
+        model.model_config["gated"] = True
     return model
 
 
