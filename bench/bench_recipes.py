@@ -98,7 +98,7 @@ def main() -> None:
     for name, pts in curves.items():
         ax[0].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
         ax[1].plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=name)
-    ax[0].set(xlabel="training samples", ylabel="validation Dice", title="mask from |in - out| > 24")
+    ax[0].set(xlabel="training samples", ylabel="validation Dice", title="mask threshold picked on validation")
     ax[1].set(xlabel="training samples", ylabel="validation SSIM (cleaned)")
     ax[0].legend()
     fig.suptitle(f"n2n, n2n_unet width {args.width}, body_marker {args.size}px, {args.train} train samples/epoch")

@@ -4,7 +4,8 @@ All rows: body_marker, 256 px shards (4096 train, 64 validation, 128 test, each 
 n2n_unet width 16, batch 8, AdamW 1e-3 cosine (`--preset cpu`) unless the row says otherwise, the same
 training time (4096 windows of 128 px, or 1024 whole images, which cost the same), mask threshold picked
 on the validation shards, metrics on the test shards. A first block needs no training: a perfect
-restoration (output = clean) under the old and the new mask rule.
+restoration (output = clean) under the old and the new mask rule. (The global residual output is not
+a row: it stayed the identity in bench_recipes.py and again in a 4096-window n2c run, Dice 0.000.)
 
 Writes bench/results/tuning.md. Usage: python bench/bench_tuning.py [--samples 4096] [--work DIR]
 """
@@ -34,7 +35,6 @@ VARIANTS = {
     "n2n, whole images (1/4 the samples)": (dict(mode="n2n", crop=None, samples_div=4), "soft", ""),
     "n2n, 128 px windows": (dict(mode="n2n"), "soft", "the windows baseline"),
     "n2n, windows, no pair weighting": (dict(mode="n2n", pair_boost=0.0), "soft", ""),
-    "n2n, windows, global residual": (dict(mode="n2n", residual=True), "soft", ""),
     "n2n, windows, gated output": (dict(mode="n2n", gated=True), "soft", ""),
     "n2c, windows": (dict(mode="n2c"), "soft", ""),
     "seg, windows": (dict(mode="seg"), "soft", ""),
