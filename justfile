@@ -47,15 +47,15 @@ demo: setup
     set -euo pipefail
     s=out/demo/shards r=out/demo/runs
     {{bin}}/synth phantom --n 6 --out out/demo/phantoms --size 384
-    {{bin}}/synth build --type body_marker --n 4096 --size 256 --shard-size 256 --workers 2 --out $s/train
+    {{bin}}/synth build --type body_marker --n 2048 --size 256 --shard-size 256 --workers 2 --out $s/train
     {{bin}}/synth build --type body_marker --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
     {{bin}}/synth build --type body_marker --n 128 --size 256 --shard-size 128 --seed 2 --out $s/test
     {{bin}}/synth inspect $s/train --verify --preview reports/demo/preview_body_marker.png --k 4
     for mode in n2n n2c seg; do
-        {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu --mode $mode --crop 128 --samples 6144 \
+        {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu --mode $mode --crop 128 --samples 4096 \
             --out $r/$mode
     done
-    {{bin}}/train compare --shards $s/test --out reports/demo --title "body_marker, 256 px, 6144 training windows per model" \
+    {{bin}}/train compare --shards $s/test --out reports/demo --title "body_marker, 256 px, 4096 training windows per model" \
         --run N2N=$r/n2n/best.pt --run N2C=$r/n2c/best.pt --run SEG=$r/seg/best.pt \
         --run "SEG+N2N=$r/seg/best.pt+$r/n2n/best.pt"
     {{bin}}/train apply --checkpoint $r/seg/best.pt --fill $r/n2n/best.pt out/demo/phantoms --out out/demo/applied
