@@ -67,7 +67,7 @@ study *ARGS: setup
 lint: setup
     {{bin}}/ruff check synth train tests bench
 
-# issue 4's quality runs (~90 min on 2 cores): per kind, seg/n2n/n2c and gated n2n at 256 px, test tables, real-scan checks
+# issue 4's quality runs (~100 min on 2 cores): per kind, seg/n2n/n2c and gated n2n at 256 px, test tables, real-scan checks
 quality KINDS="body_marker radial_line vascular_flow" SAMPLES="8192" DEVDATA="../shared/devdata/mmotu": setup
     #!/usr/bin/env bash
     set -euo pipefail
