@@ -20,7 +20,7 @@ import numpy as np
 
 from synth.extract import fan_mask, find_annotations
 from synth.images import ImageError, find_images, read_image
-from train.evaluate import dilate
+from train.evaluate import dilate, write_figure
 from train.infer import clean_image, predictor_from_checkpoint
 from train.loop import TrainError
 from train.report import outline
@@ -155,7 +155,7 @@ def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
     (out / "real_check.md").write_text(summary_markdown(res, str(checkpoint), meta.get("kinds", [])))
     examples = shown["annotated"] + shown["clean"]
     if examples:
-        cv2.imwrite(str(out / "panel.png"), cv2.cvtColor(panel(examples), cv2.COLOR_RGB2BGR))
+        write_figure(out / "panel.png", panel(examples))
     return res
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from train.data import EVAL_FIELDS, ShardStream
-from train.evaluate import evaluate_batches, summary
+from train.evaluate import evaluate_batches, summary, write_figure
 from train.infer import filler_from_checkpoint, predictor_from_checkpoint
 
 TABLE_METRICS = ("dice", "iou", "pixel_accuracy", "ssim", "psnr_hvsm")
@@ -143,5 +143,5 @@ def write_comparison(results: list[Evaluated], out: str | Path, title: str, shar
             w.writeheader()
             w.writerows(r.rows)
     fig = figure(results, figure_rows)
-    cv2.imwrite(str(out / "figure.png"), cv2.cvtColor(fig, cv2.COLOR_RGB2BGR))
+    write_figure(out / "figure.png", fig)
     return text

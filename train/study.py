@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from synth.build import BuildConfig, make_plan, run_build
 from train.config import TrainConfig
+from train.evaluate import write_figure
 from train.loop import train_run
 from train.models import MODELS, NO_WIDTH
 from train.report import Evaluated, evaluate_checkpoint, figure, table_markdown
@@ -200,8 +200,7 @@ def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: li
             evs = [evaluate_checkpoint(r.label, out / "runs" / r.name / "best.pt", test, max_samples=4,
                                        keep_examples=4) for r in sorted(pair, key=lambda r: r.mode)]
             name = f"fig{num}_{kind}.png"
-            cv2.imwrite(str(report / name), cv2.cvtColor(figure(evs, 4, zoom=2 if plan.size <= 128 else 1),
-                                                      cv2.COLOR_RGB2BGR))
+            write_figure(report / name, figure(evs, 4, zoom=2 if plan.size <= 128 else 1))
             figs.append(f"![Fig. {num}: {kind}, input | N2C | N2N | truth]({name})")
     if loss_curves(out, report, runs):
         figs.insert(0, "![Fig. 3: training loss per loss function](fig3_losses.png)")
