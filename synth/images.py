@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,9 @@ class Augmenter:
     which worker or in which order samples are made."""
 
     def __init__(self, opts: AugmentOptions = AugmentOptions()):
+        # albumentations asks PyPI for its latest version on import unless told not to: on an offline
+        # hospital machine that is a DNS timeout and a warning in every worker
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
         import albumentations as A  # deferred: albumentations imports are slow and workers pay once
 
         self.opts = opts

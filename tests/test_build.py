@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -183,3 +184,25 @@ def test_full_size_mixed_build_is_identical_across_workers_and_parts(tmp_path, f
         _build(tmp_path, "parts", part=part, **kw)
     assert _hashes(one) == _hashes(two) == _hashes(tmp_path / "parts")
     assert len(_hashes(one)) == 4
+
+
+def test_augmenter_never_calls_the_network():
+    """albumentations asks PyPI for its version on import unless told not to; offline hospital machines
+    would pay a DNS timeout (and a warning) in every build worker."""
+    code = (
+        "import os, threading, urllib.request as u\n"
+        "os.environ.pop('NO_ALBUMENTATIONS_UPDATE', None)\n"
+        "calls = []\n"
+        "def refuse(self, *a, **k):\n"
+        "    calls.append(a)\n"
+        "    raise OSError('offline')\n"
+        "u.OpenerDirector.open = refuse\n"
+        "from synth.images import Augmenter\n"
+        "Augmenter()\n"
+        "[t.join() for t in threading.enumerate() if t is not threading.current_thread()]\n"
+        "print('network calls:', len(calls))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "network calls: 0" in r.stdout
+    assert "version info" not in r.stderr
