@@ -54,6 +54,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--n", type=int, default=512, help="samples in the streamed shard set")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="build the shard set here and keep it (default: a temp dir)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to measure (run this on a machine with a GPU)")
@@ -72,9 +74,10 @@ def main() -> None:
     from train.loop import train_run
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
-    run_build(make_plan(BuildConfig(kind="body_marker", n=args.n, size_px=512, shard_size=32)), tmp / "shards",
+    shards = args.keep or tmp / "shards"
+    run_build(make_plan(BuildConfig(kind="body_marker", n=args.n, size_px=512, shard_size=32)), shards,
               workers=max(1, min(8, (os.cpu_count() or 2) - 1)))
-    train_run(TrainConfig(shards=str(tmp / "shards"), out=str(tmp / "run"), preset="fast", batch_size=16,
+    train_run(TrainConfig(shards=str(shards), out=str(tmp / "run"), preset="fast", batch_size=16,
                           amp="bf16", workers=4, epochs=1, log_every=5), log=lambda *a: None)
     stats = [json.loads(x) for x in (tmp / "run" / "stats.jsonl").read_text().splitlines()]
     stats = [s for s in stats if "img_s" in s][1:]  # drop the first window (worker start-up)

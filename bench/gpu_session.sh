@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# One short GPU session (about 9 minutes on one H100/H200), run as one script so that a lent card is used
+# well: CUDA throughput (bench_gpu.py), issue 4's quality runs at a GPU budget, DDP with one rank under
+# fp16 + GradScaler, and the training tests with CUDA present. Every phase has its own time limit, so a
+# slow phase costs itself and not the ones after it.
+#
+# Usage (repo root; the project's packages importable by $PY):
+#   PY=python3 RESULTS=out/gpu bash bench/gpu_session.sh
+# Writes out/gpu/log.txt, bench/results/gpu.md and reports/gpu/KIND/ (table.md, figure.png, per_image.csv);
+# checkpoints (weights only) land in out/gpu/KIND/runs/MODE/best.pt.
+#
+# Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
+# the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),
+# n2n_unet at its full width 48 (CPU: 16), 49,152 windows of 128 px per model (CPU: 8,192), batch 32, bf16.
+set -uo pipefail
+PY=${PY:-python3}
+RES=${RESULTS:-out/gpu}
+SAMPLES=${SAMPLES:-49152}
+N_TRAIN=${N_TRAIN:-8192}
+AMP=${AMP:-bf16}
+KINDS=${KINDS:-body_marker vascular_flow radial_line}
+case $PY in */*) PY=$PWD/$PY ;; esac  # phase 1 runs from bench/
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$RES"
+LOG=$(realpath -m "$RES/log.txt")  # absolute: phase 1 runs from bench/
+W=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
+START=$SECONDS
+say() { echo "[$(( SECONDS - START ))s] $*" | tee -a "$LOG"; }
+run() { local limit=$1; shift; say "\$ $*"; timeout "$limit" "$@" >>"$LOG" 2>&1; local rc=$?; say "rc=$rc"; return $rc; }
+
+say "host: $(nproc) cores; $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)"
+$PY -c "import torch, numpy, cv2; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'numpy', numpy.__version__, 'cv2', cv2.__version__)" | tee -a "$LOG"
+
+# 1. throughput: n2n_unet fp32 b4 vs bf16/fp16 b16 at 512 px, and a streaming train run's data wait
+(cd bench && run 150 $PY bench_gpu.py --steps 20 --n 512 --keep ../$RES/bench_shards)
+
+# 2. DDP with one rank (NCCL), fp16 autocast with GradScaler, on phase 1's 512 px shards
+run 60 $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m train.cli run --shards $RES/bench_shards \
+    --out $RES/ddp_fp16 --preset fast --mode n2n --crop 128 --samples 2048 --batch-size 32 --amp fp16 --workers 8
+$PY -c "import json,sys; r=json.load(open('$RES/ddp_fp16/result.json')); print('ddp fp16 result', r)" >>"$LOG" 2>&1
+
+# 3. quality per kind
+for kind in $KINDS; do
+    s=$RES/$kind/shards r=$RES/$kind/runs rep=reports/gpu/$kind
+    run 60 $PY -m synth.cli build --type "$kind" --n "$N_TRAIN" --size 256 --shard-size 256 --workers $W --out $s/train
+    run 20 $PY -m synth.cli build --type "$kind" --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
+    run 20 $PY -m synth.cli build --type "$kind" --n 128 --size 256 --shard-size 128 --seed 2 --out $s/test
+    for mode in seg n2n n2c; do
+        # a run stopped by its limit keeps the best.pt of its last finished epoch (8,192 windows each)
+        run 70 $PY -m train.cli run --shards $s/train --val-shards $s/val --preset fast --mode $mode --crop 128 \
+            --samples "$SAMPLES" --batch-size 32 --amp "$AMP" --workers 12 --log-every 20 --out $r/$mode
+    done
+    mkdir -p "$rep"
+    run 100 $PY -m train.cli compare --shards $s/test --out "$rep" \
+        --title "$kind, 256 px, $SAMPLES windows of 128 px per model, n2n_unet width 48, $AMP on $(nvidia-smi --query-gpu=name --format=csv,noheader)" \
+        --run N2N=$r/n2n/best.pt --run N2C=$r/n2c/best.pt --run SEG=$r/seg/best.pt \
+        --run "SEG+N2N=$r/seg/best.pt+$r/n2n/best.pt" --run "SEG+N2C=$r/seg/best.pt+$r/n2c/best.pt"
+    for mode in seg n2n n2c; do  # seconds and img/s of each run, beside the table
+        [ -f $r/$mode/result.json ] && { echo "$mode $(cat $r/$mode/result.json)"; } >>"$rep/runs.txt"
+    done
+    # weights only (no optimizer state), small enough to bring back for the real-scan checks
+    $PY - "$r" <<'EOF' >>"$LOG" 2>&1
+import sys, pathlib, torch
+for p in pathlib.Path(sys.argv[1]).glob("*/best.pt"):
+    c = torch.load(p, map_location="cpu", weights_only=True)
+    c.pop("optimizer", None)
+    torch.save(c, p.with_name("weights.pt"))
+EOF
+    [ -n "${ON_DONE:-}" ] && eval "$ON_DONE"
+done
+
+# 4. the training, model, loss and metric tests with CUDA present
+run 90 $PY -m pytest -q -x -p no:cacheprovider -n 8 tests/test_train.py tests/test_models.py tests/test_losses.py \
+    tests/test_metrics.py
+say "done"
