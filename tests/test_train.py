@@ -17,7 +17,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
 from train.cli import LOSS_NAMES, MODEL_NAMES, main  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
+from train.config import PRESETS, TrainConfig  # noqa: E402
 from train.data import MODE_FIELDS, ShardStream, epoch_order, list_shard_files, skip_for_worker  # noqa: E402
 from train.loop import TrainError, load_checkpoint, train_run  # noqa: E402
 from train.losses import LOSSES  # noqa: E402
@@ -221,3 +221,17 @@ def test_zarr_shards_stream_like_hdf5(tmp_path):
     r = train_run(TrainConfig(shards=str(tmp_path / "z"), out=str(tmp_path / "run"), preset="cpu", width=8,
                               batch_size=2, samples=2, mode="seg"))
     assert r["steps"] == 1
+
+
+def test_pair_boost_option_overrides_the_preset(shards, tmp_path):
+    """`--pair-boost 0` turns the preset's pair weighting off, and the run records what it used."""
+    for boost, expect in ((None, PRESETS["cpu"]["pair_boost"]), ("0", 0.0), ("4", 4.0)):
+        out = tmp_path / f"run_{boost}"
+        args = ["run", "--shards", str(shards / "train"), "--out", str(out), "--preset", "cpu", "--width", "8",
+                "--batch-size", "2", "--samples", "2"] + (["--pair-boost", boost] if boost else [])
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, r.output
+        assert json.loads((out / "config.json").read_text())["pair_boost"] == expect
+    bad = CliRunner().invoke(main, ["run", "--shards", str(shards / "train"), "--out", str(tmp_path / "x"),
+                                    "--pair-boost", "-1"])
+    assert bad.exit_code != 0 and "--pair-boost" in bad.output

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from train.config import AMP, MODES, NORMS, PRESETS
+from train.metrics import DEFAULT_MIN_AREA
 
 MODEL_NAMES = ("deeplabv3", "fcn", "linknet", "manet", "multiresunet", "n2n_unet", "unet", "unetplusplus")
 LOSS_NAMES = ("l1", "l2", "huber", "smooth_l1", "l1+l2", "huber+l2", "smooth_l1+l2", "all")
@@ -45,6 +46,8 @@ def main() -> None:
 @click.option("--norm", type=click.Choice(NORMS), default="linear", help="linear: /255; smn: dataset mean/std.")
 @click.option("--residual/--no-residual", default=None,
               help="Global residual: output = input + net(input), starting as the identity (default: the preset's).")
+@click.option("--pair-boost", type=click.FloatRange(0), default=None,
+              help="n2n: extra loss weight where the two noisy copies differ (default: the preset's; 0 turns it off).")
 @click.option("--gated", is_flag=True,
               help="Gated output: output = input + sigmoid(gate) * (image - input), the gate learnt from the loss.")
 @click.option("--crop", type=click.IntRange(1), default=None,
@@ -79,6 +82,7 @@ def run(
     lr,
     norm,
     residual,
+    pair_boost,
     gated,
     crop,
     amp,
@@ -122,6 +126,7 @@ def run(
         lr=lr,
         norm=norm,
         residual=residual,
+        pair_boost=pair_boost,
         gated=gated,
         crop=crop,
         amp=amp,
@@ -218,7 +223,10 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
               "its validation data, else 8 / 0.5).")
 @click.option("--fill", type=click.Path(path_type=Path), default=None,
               help="For a seg checkpoint: an n2n/n2c checkpoint whose output fills the masks (default: inpainting).")
-def apply(checkpoint, inputs, out, threshold, fill) -> None:
+@click.option("--min-area", type=click.IntRange(1), default=DEFAULT_MIN_AREA,
+              help="Drop mask components smaller than this many pixels at the training scale "
+              "(`train check-real --sweep` picks one on real scans).")
+def apply(checkpoint, inputs, out, threshold, fill, min_area) -> None:
     """Clean scans (files or folders, any size): writes NAME.clean.png, NAME.mask.png and apply.csv."""
     from rich.progress import Progress
 
@@ -233,7 +241,7 @@ def apply(checkpoint, inputs, out, threshold, fill) -> None:
         try:
             r = run_apply(
                 checkpoint, list(inputs), out, threshold, progress=lambda k, n: bar.update(task, completed=k, total=n),
-                fill=fill,
+                fill=fill, min_area=min_area,
             )
         except TrainError as e:
             raise click.ClickException(str(e)) from None
@@ -294,24 +302,39 @@ def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
 @click.option("--panel-rows", type=click.IntRange(1), default=6, help="Scans shown in panel.png.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N scans of each folder.")
-def check_real(checkpoint, annotated, clean, out, panel_rows, limit) -> None:
+@click.option("--threshold", type=float, default=None,
+              help="Mask threshold (default: the one the run picked on its validation shards).")
+@click.option("--min-area", type=click.IntRange(1), default=DEFAULT_MIN_AREA,
+              help="Drop mask components smaller than this many pixels at the training scale.")
+@click.option("--sweep", is_flag=True,
+              help="Instead: pick a threshold and min area on half the scans, report them on the other half "
+              "(operating_point.md).")
+def check_real(checkpoint, annotated, clean, out, panel_rows, limit, threshold, min_area, sweep) -> None:
     """Real scans: how many colour-keyed annotations the model finds, how many clean scans it flags."""
     from rich.progress import Progress
 
     from train.loop import TrainError
     from train.realcheck import check_real as run_check
+    from train.realcheck import sweep_real
 
     if annotated is None and clean is None:
         raise click.ClickException("give --annotated and/or --clean folders of real scans.")
+    if sweep and (annotated is None or clean is None):
+        raise click.ClickException("--sweep needs both --annotated and --clean: it trades overlays found "
+                                   "against clean scans flagged.")
     with Progress(transient=True) as bar:
         task = bar.add_task("real scans", total=None)
+        tick = lambda k, n: bar.update(task, completed=k, total=n)
         try:
-            res = run_check(checkpoint, annotated, clean, out, panel_rows, limit,
-                            progress=lambda k, n: bar.update(task, completed=k, total=n))
+            if sweep:
+                res = sweep_real(checkpoint, annotated, clean, out, limit, progress=tick)
+            else:
+                res = run_check(checkpoint, annotated, clean, out, panel_rows, limit, progress=tick,
+                                threshold=threshold, min_area=min_area)
         except TrainError as e:
             raise click.ClickException(str(e)) from None
-    click.echo((Path(out) / "real_check.md").read_text())
-    for line in res.unreadable:
+    click.echo((Path(out) / ("operating_point.md" if sweep else "real_check.md")).read_text())
+    for line in (res["unreadable"] if sweep else res.unreadable):
         click.echo(f"skipped: {line}", err=True)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from synth.images import ImageError, find_images, read_image
+from train import metrics as M
 from train.evaluate import Predictor, dilate, masks_and_cleaned
 from train.loop import TrainError, load_checkpoint, model_from_checkpoint
 
@@ -56,30 +57,49 @@ def model_scale(h: int, w: int, meta: dict) -> float:
     return size / (max(h, w) if meta.get("resize", "letterbox") == "letterbox" else min(h, w))
 
 
-def clean_image(predictor: Predictor, meta: dict, img: np.ndarray, threshold: float | None = None,
-                filler: Predictor | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(cleaned (H, W, 3) uint8, mask (H, W) bool) for one RGB scan at its own resolution.
+def predict_scaled(predictor: Predictor, meta: dict, img: np.ndarray,
+                   filler: Predictor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(scan at the training scale, the model's output for it, the filler's output or None).
 
-    The scan is resized to the training scale, padded to the model's size multiple, run, and the mask
-    mapped back; the cleaned scan equals the input outside the (dilated) mask, bit for bit.
-    """
+    The scan is resized to the training scale and padded (black, like the frame around the fan) to the
+    model's size multiple for the run; the outputs are cropped back to the resized scan."""
     h, w = img.shape[:2]
     s = model_scale(h, w, meta)
     sh, sw = max(1, round(h * s)), max(1, round(w * s))
     small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     m = predictor.model.size_multiple
     ph, pw = -(-sh // m) * m, -(-sw // m) * m
-    padded = np.zeros((ph, pw, 3), np.uint8)  # black, like the frame around the fan
+    padded = np.zeros((ph, pw, 3), np.uint8)
     padded[:sh, :sw] = small
     x = torch.from_numpy(padded).permute(2, 0, 1)[None]
     pred = predictor(x)[0][:sh, :sw]
     fill = filler(x)[0][:sh, :sw] if filler is not None else None
-    mask_small, cleaned_small, raw = masks_and_cleaned(small, pred, predictor.mode, threshold, fill=fill)
+    return small, pred, fill
+
+
+def upscale_mask(mask_small: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A mask at the training scale brought back to the scan's h x w."""
+    if mask_small.shape == (h, w):
+        return mask_small
+    return cv2.resize(mask_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+
+
+def clean_image(predictor: Predictor, meta: dict, img: np.ndarray, threshold: float | None = None,
+                filler: Predictor | None = None, min_area: int = M.DEFAULT_MIN_AREA) -> tuple[np.ndarray, np.ndarray]:
+    """(cleaned (H, W, 3) uint8, mask (H, W) bool) for one RGB scan at its own resolution.
+
+    The model runs at the training scale (predict_scaled) and the mask is mapped back; the cleaned scan
+    equals the input outside the (dilated) mask, bit for bit. min_area: mask components smaller than this
+    (pixels at the training scale) are dropped.
+    """
+    h, w = img.shape[:2]
+    small, pred, fill = predict_scaled(predictor, meta, img, filler)
+    mask_small, cleaned_small, raw = masks_and_cleaned(small, pred, predictor.mode, threshold, min_area, fill=fill)
     if fill is not None:
         raw = np.clip(np.rint(fill), 0, 255).astype(np.uint8)
-    if (sh, sw) == (h, w):
+    if small.shape[:2] == (h, w):
         return cleaned_small, mask_small
-    mask = cv2.resize(mask_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+    mask = upscale_mask(mask_small, h, w)
     grown = dilate(mask)
     if raw is None:  # seg without a filler: inpaint at full resolution
         cleaned = cv2.inpaint(img, grown.astype(np.uint8), 3, cv2.INPAINT_TELEA) if grown.any() else img.copy()
@@ -102,9 +122,10 @@ def expand_inputs(inputs: list[Path]) -> list[tuple[Path, str]]:
 
 
 def apply(checkpoint: str | Path, inputs: list[Path], out: str | Path, threshold: float | None = None,
-          progress=None, fill: str | Path | None = None) -> dict:
+          progress=None, fill: str | Path | None = None, min_area: int = M.DEFAULT_MIN_AREA) -> dict:
     """Clean every scan in `inputs`; returns {"done": n, "bad": [(file, reason)], "csv": path}.
-    fill: an n2n/n2c checkpoint whose output fills a seg model's masks (default: inpainting)."""
+    fill: an n2n/n2c checkpoint whose output fills a seg model's masks (default: inpainting).
+    min_area: mask components smaller than this many pixels (at the training scale) are dropped."""
     predictor, meta = predictor_from_checkpoint(checkpoint)
     predictor.model.eval()
     filler = filler_from_checkpoint(fill, meta)
@@ -119,7 +140,7 @@ def apply(checkpoint: str | Path, inputs: list[Path], out: str | Path, threshold
     for k, (path, stem) in enumerate(items):
         try:
             img = read_image(path)
-            cleaned, mask = clean_image(predictor, meta, img, threshold, filler)
+            cleaned, mask = clean_image(predictor, meta, img, threshold, filler, min_area)
         except (ImageError, OSError) as e:
             bad.append((str(path), str(e)))
         else:

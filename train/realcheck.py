@@ -20,8 +20,9 @@ import numpy as np
 
 from synth.extract import fan_mask, find_annotations
 from synth.images import ImageError, find_images, read_image
-from train.evaluate import dilate, write_figure
-from train.infer import clean_image, predictor_from_checkpoint
+from train import metrics as M
+from train.evaluate import dilate, threshold_grid, write_figure
+from train.infer import clean_image, predict_scaled, predictor_from_checkpoint, upscale_mask
 from train.loop import TrainError
 from train.report import outline
 
@@ -40,6 +41,10 @@ FAN_INSET_PX = 10
 """'Inside the fan' is the B-mode fan (synth.extract.fan_mask) shrunk by this much: it leaves out the
 scanner UI on the black frame (parameter text, logos, depth ticks, which are burned-in chrome rather than
 annotations of the kinds trained here) and the fan's own rim."""
+
+
+SWEEP_MIN_AREAS = (M.DEFAULT_MIN_AREA, 8, 16, 32, 64, 128)
+"""Smallest mask component kept (pixels at the training scale) tried by `check-real --sweep`."""
 
 
 @dataclass
@@ -81,13 +86,8 @@ def reference_mask(img: np.ndarray) -> tuple[np.ndarray, list[tuple[str, np.ndar
     return union, overlays
 
 
-def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str | Path | None, out: str | Path,
-               panel_rows: int = 6, limit: int | None = None, progress=None) -> RealCheck:
-    """Apply a checkpoint to real annotated and clean scans; write real_check.md/.json, per_scan.csv and
-    panel.png (input | cleaned with mask outlined | reference overlays) in `out`."""
-    predictor, meta = predictor_from_checkpoint(checkpoint)
-    predictor.model.eval()
-    threshold = meta.get("threshold")
+def scan_files(annotated: str | Path | None, clean: str | Path | None, limit: int | None) -> list[tuple[str, Path]]:
+    """[(label, file)] of the annotated then the clean folder (each sorted; the first `limit` of each)."""
     files = []
     for label, folder in (("annotated", annotated), ("clean", clean)):
         if folder is None:
@@ -98,6 +98,19 @@ def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
         files += [(label, p) for p in (found[:limit] if limit else found)]
     if not files:
         raise TrainError("no PNG/JPG/BMP/TIFF scans in the folders given.")
+    return files
+
+
+def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str | Path | None, out: str | Path,
+               panel_rows: int = 6, limit: int | None = None, progress=None, threshold: float | None = None,
+               min_area: int = M.DEFAULT_MIN_AREA) -> RealCheck:
+    """Apply a checkpoint to real annotated and clean scans; write real_check.md/.json, per_scan.csv and
+    panel.png (input | cleaned with mask outlined | reference overlays) in `out`.
+    threshold: default the one the run picked on its validation shards."""
+    predictor, meta = predictor_from_checkpoint(checkpoint)
+    predictor.model.eval()
+    threshold = meta.get("threshold") if threshold is None else threshold
+    files = scan_files(annotated, clean, limit)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     res, rows, shown = RealCheck(), [], {"annotated": [], "clean": []}
@@ -107,7 +120,7 @@ def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
         except (ImageError, OSError) as e:
             res.unreadable.append(f"{path}: {e}")
             continue
-        cleaned, mask = clean_image(predictor, meta, img, threshold)
+        cleaned, mask = clean_image(predictor, meta, img, threshold, min_area=min_area)
         frac = float(mask.mean())
         flagged = frac >= FLAG_FRACTION
         fan = cv2.erode(fan_mask(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)).astype(np.uint8),
@@ -151,17 +164,22 @@ def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
         w.writeheader()
         w.writerows(rows)
     (out / "real_check.json").write_text(json.dumps({"checkpoint": str(checkpoint), "threshold": threshold,
-                                                      "kinds": meta.get("kinds"), **res.as_dict()}, indent=1))
-    (out / "real_check.md").write_text(summary_markdown(res, str(checkpoint), meta.get("kinds", [])))
+                                                      "min_area": min_area, "kinds": meta.get("kinds"),
+                                                      **res.as_dict()}, indent=1))
+    (out / "real_check.md").write_text(summary_markdown(res, str(checkpoint), meta.get("kinds", []), threshold,
+                                                        min_area))
     examples = shown["annotated"] + shown["clean"]
     if examples:
         write_figure(out / "panel.png", panel(examples))
     return res
 
 
-def summary_markdown(res: RealCheck, checkpoint: str, kinds: list[str]) -> str:
+def summary_markdown(res: RealCheck, checkpoint: str, kinds: list[str], threshold: float | None = None,
+                     min_area: int = M.DEFAULT_MIN_AREA) -> str:
     d = res.as_dict()
     lines = [f"# Real scans: `{checkpoint}` (trained on {', '.join(kinds) or '?'})", "",
+             f"Operating point: threshold {threshold if threshold is not None else 'default'}, "
+             f"smallest mask component kept {min_area} px (at the training scale).", "",
              f"Found = at least {FOUND_FRACTION:.0%} of a colour-keyed reference overlay's pixels masked (mask grown "
              f"{FOUND_REACH_PX} px); flagged = at least {FLAG_FRACTION:.2%} of the scan masked.", "",
              "| what | count |", "|---|---|",
@@ -202,3 +220,103 @@ def panel(examples: list, height: int = 220) -> np.ndarray:
     cv2.putText(header, "input | cleaned, model mask in red | colour-keyed reference (grey: clean scan)", (4, 15),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([header, *rows], axis=0)
+
+
+def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str | Path | None, out: str | Path,
+               limit: int | None = None, progress=None, thresholds: tuple[float, ...] | None = None,
+               min_areas: tuple[int, ...] = SWEEP_MIN_AREAS) -> dict:
+    """Choose an operating point (mask threshold, smallest mask component kept) on real scans.
+
+    The scans are split in two by their sorted position in each folder: even positions pick the point,
+    odd positions are held out and report it. The point picked maximises (share of colour-keyed reference
+    overlays found) - (share of clean scans flagged); ties go to fewer flags, then the stricter point.
+    The held-out half is reported at that point and at the run's own threshold (picked on phantom
+    validation shards). The model runs once per scan; every point reuses its output.
+    Writes operating_point.md and .json in `out`; returns the json's dict."""
+    predictor, meta = predictor_from_checkpoint(checkpoint)
+    predictor.model.eval()
+    mode = predictor.mode
+    own = meta.get("threshold") or (M.SEG_THRESHOLD if mode == "seg" else M.DEFAULT_THRESHOLD)
+    thresholds = tuple(sorted(set(thresholds or threshold_grid(mode)) | {own}))
+    min_areas = tuple(sorted(set(min_areas) | {M.DEFAULT_MIN_AREA}))
+    points = [(t, a) for t in thresholds for a in min_areas]
+    files = scan_files(annotated, clean, limit)
+    # per half (0: pick, 1: held out), per point: [overlays found, overlays, clean scans flagged, clean scans]
+    tallies = [{p: [0, 0, 0, 0] for p in points} for _ in range(2)]
+    position = {"annotated": 0, "clean": 0}
+    unreadable = []
+    for k, (label, path) in enumerate(files):
+        half = position[label] % 2
+        position[label] += 1
+        try:
+            img = read_image(path)
+        except (ImageError, OSError) as e:
+            unreadable.append(f"{path}: {e}")
+            continue
+        h, w = img.shape[:2]
+        small, pred, _ = predict_scaled(predictor, meta, img)
+        overlays = []
+        if label == "annotated":
+            for _kind, m in reference_mask(img)[1]:
+                ys, xs = np.nonzero(m)
+                box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+                overlays.append((box, m[box], FOUND_FRACTION * len(ys)))
+        for t in thresholds:
+            raw = pred >= t if mode == "seg" else M.residual_mask(small, pred, t, min_area=1)
+            for a in min_areas:
+                mask = upscale_mask(M.drop_small(raw, a), h, w)
+                tally = tallies[half][(t, a)]
+                if label == "annotated":
+                    grown = dilate(mask, FOUND_REACH_PX)
+                    tally[0] += sum(int((grown[box] & m).sum() >= need) for box, m, need in overlays)
+                    tally[1] += len(overlays)
+                else:
+                    tally[2] += int(mask.mean() >= FLAG_FRACTION)
+                    tally[3] += 1
+        if progress:
+            progress(k + 1, len(files))
+
+    def rates(c: list[int]) -> tuple[float, float]:
+        return c[0] / max(1, c[1]), c[2] / max(1, c[3])
+
+    def key(p):
+        found, flagged = rates(tallies[0][p])
+        return (-(found - flagged), flagged, -p[0], -p[1])
+
+    best = min(points, key=key)
+    base = (own, M.DEFAULT_MIN_AREA)
+    result = {"checkpoint": str(checkpoint), "mode": mode, "kinds": meta.get("kinds"),
+              "threshold": best[0], "min_area": best[1], "own_threshold": own,
+              "pick": {f"{t}/{a}": tallies[0][(t, a)] for t, a in points},
+              "held_out": {"chosen": tallies[1][best], "own": tallies[1][base]}, "unreadable": unreadable}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "operating_point.json").write_text(json.dumps(result, indent=1))
+
+    def cell(c: list[int], what: str) -> str:
+        found, flagged = rates(c)
+        return f"{c[0]} / {c[1]} ({found:.0%})" if what == "found" else f"{c[2]} / {c[3]} ({flagged:.0%})"
+
+    unit = "probability" if mode == "seg" else "grey levels"
+    lines = [f"# Operating point on real scans: `{checkpoint}` (trained on {', '.join(meta.get('kinds', [])) or '?'})",
+             "", f"Scans split by sorted position in each folder: even positions pick the point, odd positions are "
+             f"held out. Point = mask threshold ({unit}) and smallest mask component kept (pixels at the training "
+             f"scale). Picked by (overlays found) - (clean scans flagged) on the pick half. Found = at least "
+             f"{FOUND_FRACTION:.0%} of a colour-keyed overlay masked (mask grown {FOUND_REACH_PX} px); flagged = at "
+             f"least {FLAG_FRACTION:.2%} of a clean scan masked.", "",
+             "## Held-out half", "", "| operating point | reference overlays found | clean scans flagged |",
+             "|---|---|---|",
+             f"| the run's own (threshold {own:g}, min area {M.DEFAULT_MIN_AREA}) | {cell(tallies[1][base], 'found')} "
+             f"| {cell(tallies[1][base], 'flag')} |",
+             f"| picked on real scans (threshold {best[0]:g}, min area {best[1]}) | {cell(tallies[1][best], 'found')} "
+             f"| {cell(tallies[1][best], 'flag')} |", "",
+             f"Use it: `train apply --checkpoint {checkpoint} --threshold {best[0]:g} --min-area {best[1]} ...`", "",
+             "## Every point on the pick half", "", "| threshold | min area | overlays found | clean scans flagged |",
+             "|---|---|---|---|"]
+    for t, a in points:
+        c, mark = tallies[0][(t, a)], " **(picked)**" if (t, a) == best else ""
+        lines.append(f"| {t:g} | {a}{mark} | {cell(c, 'found')} | {cell(c, 'flag')} |")
+    if unreadable:
+        lines += ["", f"{len(unreadable)} unreadable file(s) skipped."]
+    (out / "operating_point.md").write_text("\n".join(lines) + "\n")
+    return result
