@@ -41,6 +41,10 @@ bench-tuning: setup
 bench-gpu: setup
     cd bench && ../{{py}} bench_gpu.py
 
+# one ~9-min GPU session (H100/H200): throughput, DDP with one rank, the quality runs at a GPU budget (reports/gpu)
+gpu-session: setup
+    PY={{py}} bash bench/gpu_session.sh
+
 # the main job end to end on phantoms and shipped icons (~12 min on 2 cores): shards, N2N/N2C/seg models, table, figure
 demo: setup
     #!/usr/bin/env bash
@@ -60,7 +64,7 @@ demo: setup
         --run "SEG+N2N=$r/seg/best.pt+$r/n2n/best.pt"
     {{bin}}/train apply --checkpoint $r/seg/best.pt --fill $r/n2n/best.pt out/demo/phantoms --out out/demo/applied
 
-# the paper's study (Tables I-VIII, Figs. 3-6): `just study` on a GPU (hours), `just study --quick` on a CPU (<30 min)
+# the paper's study (Tables I-VIII, Figs. 3-6): `just study` on a GPU (est. 40-90 min), `just study --quick` on a CPU (<30 min)
 study *ARGS: setup
     HF_HUB_OFFLINE=1 {{bin}}/train study {{ARGS}}
 

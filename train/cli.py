@@ -339,7 +339,7 @@ def check_real(checkpoint, annotated, clean, out, panel_rows, limit, threshold, 
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="The CPU variant (128 px, narrow models; under 30 min on 2 cores).")
+@click.option("--quick", is_flag=True, help="The CPU variant (96 px, narrow models; under 30 min on 2 cores).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Work folder: shards and runs (default out/study or out/study-quick).")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
