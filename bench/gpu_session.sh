@@ -7,7 +7,9 @@
 # Usage (repo root; the project's packages importable by $PY):
 #   PY=python3 RESULTS=out/gpu bash bench/gpu_session.sh
 # Writes out/gpu/log.txt, bench/results/gpu.md and reports/gpu/KIND/ (table.md, figure.png, per_image.csv);
-# checkpoints (weights only) land in out/gpu/KIND/runs/MODE/best.pt.
+# checkpoints land in out/gpu/KIND/runs/MODE/best.pt, and weights only (no optimizer state) in weights.pt.
+# Optional: ON_DONE, a shell command run after each kind (e.g. to copy reports/gpu/$kind off the machine);
+# SAMPLES, N_TRAIN, KINDS and AMP override the budget.
 #
 # Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
 # the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),
