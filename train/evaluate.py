@@ -71,9 +71,9 @@ def masks_and_cleaned(inp: np.ndarray, pred: np.ndarray, mode: str, threshold: f
     network output (restoration) or, for seg, by `fill` (the (H, W, 3) output of a restoration model, see
     `train apply --fill`) or else by inpainting (OpenCV Telea).
     """
+    mask = predicted_mask(inp, pred, mode, threshold, min_area)
+    grown = dilate(mask)
     if mode == "seg":
-        mask = M.drop_small(pred >= (M.SEG_THRESHOLD if threshold is None else threshold), min_area)
-        grown = dilate(mask)
         if fill is not None:
             cleaned = np.where(grown[..., None], np.clip(np.rint(fill), 0, 255).astype(np.uint8), inp)
         elif grown.any():
@@ -82,11 +82,23 @@ def masks_and_cleaned(inp: np.ndarray, pred: np.ndarray, mode: str, threshold: f
             cleaned = inp.copy()
         return mask, cleaned, None
     out = np.clip(np.rint(pred), 0, 255).astype(np.uint8)
-    mask = M.residual_mask(inp, pred, threshold=M.DEFAULT_THRESHOLD if threshold is None else threshold,
-                           min_area=min_area)
-    grown = dilate(mask)
     cleaned = np.where(grown[..., None], out, inp)
     return mask, cleaned, out
+
+
+def default_threshold(mode: str) -> float:
+    """The mask threshold used when a run stored none: probability for seg, grey levels for restorations."""
+    return M.SEG_THRESHOLD if mode == "seg" else M.DEFAULT_THRESHOLD
+
+
+def predicted_mask(inp: np.ndarray, pred: np.ndarray, mode: str, threshold: float | None = None,
+                   min_area: int = M.DEFAULT_MIN_AREA) -> np.ndarray:
+    """The bool mask of one image (the rule masks_and_cleaned documents): seg probability >= threshold,
+    or the residual rule for restorations; components under min_area pixels dropped."""
+    t = default_threshold(mode) if threshold is None else threshold
+    if mode == "seg":
+        return M.drop_small(pred >= t, min_area)
+    return M.residual_mask(inp, pred, threshold=t, min_area=min_area)
 
 
 def threshold_grid(mode: str) -> tuple[float, ...]:
@@ -184,7 +196,6 @@ def write_reports(out: Path, rows: list[dict], examples: list, title: str) -> di
     return s
 
 
-
 def write_figure(path: Path, rgb: np.ndarray) -> None:
     """Write an RGB report figure as PNG at zlib level 3: the same pixels as OpenCV's default, in
     about 40 % of its bytes (measured on a 2336x1062 compare figure: 1.1 MB instead of 2.8 MB)."""
@@ -192,6 +203,7 @@ def write_figure(path: Path, rgb: np.ndarray) -> None:
     if not ok:
         raise OSError(f"could not encode {path} as PNG")
     Path(path).write_bytes(buf.tobytes())
+
 
 def panel(inp: np.ndarray, out: np.ndarray, pred_mask: np.ndarray, true_mask: np.ndarray) -> np.ndarray:
     """input | output | predicted mask | truth, side by side (RGB uint8), labelled."""

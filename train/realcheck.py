@@ -21,7 +21,7 @@ import numpy as np
 from synth.extract import fan_mask, find_annotations
 from synth.images import ImageError, find_images, read_image
 from train import metrics as M
-from train.evaluate import dilate, threshold_grid, write_figure
+from train.evaluate import default_threshold, dilate, predicted_mask, threshold_grid, write_figure
 from train.infer import clean_image, predict_scaled, predictor_from_checkpoint, upscale_mask
 from train.loop import TrainError
 from train.report import outline
@@ -86,6 +86,23 @@ def reference_mask(img: np.ndarray) -> tuple[np.ndarray, list[tuple[str, np.ndar
     return union, overlays
 
 
+def overlay_boxes(overlays: list[tuple[str, np.ndarray]]) -> list[tuple[str, tuple[slice, slice], np.ndarray, float]]:
+    """[(kind, bounding box, the overlay's pixels inside it, pixels that must be masked for it to count
+    as found)] for reference_mask's overlays, so that each test looks at the box only."""
+    boxes = []
+    for kind, m in overlays:
+        ys, xs = np.nonzero(m)
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        boxes.append((kind, box, m[box], FOUND_FRACTION * len(ys)))
+    return boxes
+
+
+def overlays_found(mask: np.ndarray, boxes: list) -> list[bool]:
+    """Per overlay of overlay_boxes: found by `mask` (grown by FOUND_REACH_PX)?"""
+    grown = dilate(mask, FOUND_REACH_PX)
+    return [bool((grown[box] & m).sum() >= need) for _kind, box, m, need in boxes]
+
+
 def scan_files(annotated: str | Path | None, clean: str | Path | None, limit: int | None) -> list[tuple[str, Path]]:
     """[(label, file)] of the annotated then the clean folder (each sorted; the first `limit` of each)."""
     files = []
@@ -130,10 +147,8 @@ def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
                "mask_fraction_in_fan": round(frac_fan, 6), "flagged_in_fan": int(frac_fan >= FLAG_FRACTION)}
         if label == "annotated":
             ref, overlays = reference_mask(img)
-            grown = dilate(mask, FOUND_REACH_PX)
             hits = 0
-            for kind, m in overlays:
-                hit = (grown & m).sum() >= FOUND_FRACTION * m.sum()
+            for (kind, _m), hit in zip(overlays, overlays_found(mask, overlay_boxes(overlays))):
                 res.by_kind.setdefault(kind, [0, 0])
                 res.by_kind[kind][0] += int(hit)
                 res.by_kind[kind][1] += 1
@@ -236,7 +251,8 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
     predictor, meta = predictor_from_checkpoint(checkpoint)
     predictor.model.eval()
     mode = predictor.mode
-    own = meta.get("threshold") or (M.SEG_THRESHOLD if mode == "seg" else M.DEFAULT_THRESHOLD)
+    own = meta.get("threshold")
+    own = default_threshold(mode) if own is None else own
     thresholds = tuple(sorted(set(thresholds or threshold_grid(mode)) | {own}))
     min_areas = tuple(sorted(set(min_areas) | {M.DEFAULT_MIN_AREA}))
     points = [(t, a) for t in thresholds for a in min_areas]
@@ -255,24 +271,16 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
             continue
         h, w = img.shape[:2]
         small, pred, _ = predict_scaled(predictor, meta, img)
-        overlays = []
-        if label == "annotated":
-            for _kind, m in reference_mask(img)[1]:
-                ys, xs = np.nonzero(m)
-                box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-                overlays.append((box, m[box], FOUND_FRACTION * len(ys)))
-        for t in thresholds:
-            raw = pred >= t if mode == "seg" else M.residual_mask(small, pred, t, min_area=1)
-            for a in min_areas:
-                mask = upscale_mask(M.drop_small(raw, a), h, w)
-                tally = tallies[half][(t, a)]
-                if label == "annotated":
-                    grown = dilate(mask, FOUND_REACH_PX)
-                    tally[0] += sum(int((grown[box] & m).sum() >= need) for box, m, need in overlays)
-                    tally[1] += len(overlays)
-                else:
-                    tally[2] += int(mask.mean() >= FLAG_FRACTION)
-                    tally[3] += 1
+        boxes = overlay_boxes(reference_mask(img)[1]) if label == "annotated" else []
+        for t, a in points:
+            mask = upscale_mask(predicted_mask(small, pred, mode, t, a), h, w)
+            tally = tallies[half][(t, a)]
+            if label == "annotated":
+                tally[0] += sum(overlays_found(mask, boxes))
+                tally[1] += len(boxes)
+            else:
+                tally[2] += int(mask.mean() >= FLAG_FRACTION)
+                tally[3] += 1
         if progress:
             progress(k + 1, len(files))
 
