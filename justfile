@@ -97,3 +97,45 @@ quality KINDS="body_marker radial_line vascular_flow" SAMPLES="8192" DEVDATA="..
             done
         fi
     done
+
+# real clean scans as training backgrounds (~30 min per kind on 2 cores, after `just quality`): real vs phantom
+real-backgrounds KINDS="body_marker radial_line vascular_flow" MODES="seg n2n n2c" SAMPLES="8192" DEVDATA="../shared/devdata/mmotu": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -d {{DEVDATA}}/clean ] || [ ! -d {{DEVDATA}}/annotated ]; then
+        echo "real-backgrounds needs real scans: {{DEVDATA}}/clean and {{DEVDATA}}/annotated (set DEVDATA=...)." >&2; exit 1
+    fi
+    # the split check-real --sweep uses: sorted position in the folder, even positions train, odd positions test
+    rm -rf out/realbg/clean_even out/realbg/clean_odd
+    mkdir -p out/realbg/clean_even out/realbg/clean_odd
+    {{py}} -c 'import shutil, sys; from synth.images import find_images
+    for i, p in enumerate(find_images(sys.argv[1])): shutil.copy(p, sys.argv[2 + i % 2])' \
+        {{DEVDATA}}/clean out/realbg/clean_even out/realbg/clean_odd
+    for kind in {{KINDS}}; do
+        q=out/quality/$kind o=out/realbg/$kind rep=reports/quality/$kind/real_backgrounds runs=()
+        {{bin}}/synth build --type $kind --n 4096 --size 256 --shard-size 256 --workers 2 --clean out/realbg/clean_even \
+            --out $o/shards/train
+        {{bin}}/synth build --type $kind --n 128 --size 256 --shard-size 128 --seed 2 --clean out/realbg/clean_odd \
+            --out $o/shards/test_real_odd
+        for mode in {{MODES}}; do
+            if [ ! -f $q/runs/$mode/best.pt ]; then
+                echo "$kind: no phantom-trained $mode model at $q/runs/$mode/best.pt; run 'just quality $kind' first." >&2; exit 1
+            fi
+            {{bin}}/train run --shards $o/shards/train --val-shards $q/shards/val --preset cpu --mode $mode --crop 128 \
+                --samples {{SAMPLES}} --out $o/runs/$mode
+            label=${mode^^}
+            runs+=(--run "$label phantom backgrounds=$q/runs/$mode/best.pt" --run "$label real backgrounds=$o/runs/$mode/best.pt")
+        done
+        {{bin}}/train compare --shards $o/shards/test_real_odd --out $rep "${runs[@]}" \
+            --title "$kind pasted on 39 held-out real clean scans (MMOTU, odd positions), 128 samples at 256 px; {{SAMPLES}} windows of 128 px per model, width 16, CPU"
+        printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans. `just real-backgrounds` regenerates it.)\n' >> $rep/table.md
+        if [[ " {{MODES}} " == *" seg "* ]]; then
+            for which in phantom:$q real:$o; do
+                sweep=$rep/sweep_${which%%:*}_trained
+                # the sweep (2-3 min) is redone only when the detector is newer than its report
+                [ $sweep/operating_point.json -nt ${which#*:}/runs/seg/best.pt ] && continue
+                {{bin}}/train check-real --checkpoint ${which#*:}/runs/seg/best.pt --annotated {{DEVDATA}}/annotated \
+                    --clean {{DEVDATA}}/clean --sweep --out $sweep
+            done
+        fi
+    done
