@@ -111,6 +111,15 @@ real-backgrounds KINDS="body_marker radial_line vascular_flow" MODES="seg n2n n2
     {{py}} -c 'import shutil, sys; from synth.images import find_images
     for i, p in enumerate(find_images(sys.argv[1])): shutil.copy(p, sys.argv[2 + i % 2])' \
         {{DEVDATA}}/clean out/realbg/clean_even out/realbg/clean_odd
+    # every phantom-trained model to compare against must exist before minutes go into shards and training
+    for kind in {{KINDS}}; do
+        for mode in {{MODES}}; do
+            if [ ! -f out/quality/$kind/runs/$mode/best.pt ]; then
+                echo "$kind: no phantom-trained $mode model at out/quality/$kind/runs/$mode/best.pt; run 'just quality $kind' first." >&2
+                exit 1
+            fi
+        done
+    done
     for kind in {{KINDS}}; do
         q=out/quality/$kind o=out/realbg/$kind rep=reports/quality/$kind/real_backgrounds runs=()
         {{bin}}/synth build --type $kind --n 4096 --size 256 --shard-size 256 --workers 2 --clean out/realbg/clean_even \
@@ -118,9 +127,6 @@ real-backgrounds KINDS="body_marker radial_line vascular_flow" MODES="seg n2n n2
         {{bin}}/synth build --type $kind --n 128 --size 256 --shard-size 128 --seed 2 --clean out/realbg/clean_odd \
             --out $o/shards/test_real_odd
         for mode in {{MODES}}; do
-            if [ ! -f $q/runs/$mode/best.pt ]; then
-                echo "$kind: no phantom-trained $mode model at $q/runs/$mode/best.pt; run 'just quality $kind' first." >&2; exit 1
-            fi
             {{bin}}/train run --shards $o/shards/train --val-shards $q/shards/val --preset cpu --mode $mode --crop 128 \
                 --samples {{SAMPLES}} --out $o/runs/$mode
             label=${mode^^}
