@@ -123,6 +123,19 @@ def test_rerun_after_kill_matches_uninterrupted_run(shards, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
 
 
+def test_rerunning_a_finished_run_trains_nothing_and_keeps_its_result(shards, tmp_path):
+    cfg = _cfg(shards, tmp_path / "run", val_shards=str(shards / "val"), samples=8)
+    first = train_run(cfg)
+    before = (tmp_path / "run" / "result.json").read_text()
+    r = CliRunner().invoke(main, ["run", "--shards", cfg.shards, "--val-shards", cfg.val_shards, "--out", cfg.out,
+                                  "--preset", "cpu", "--width", str(cfg.width), "--batch-size", str(cfg.batch_size),
+                                  "--samples", "8", "--seed", str(cfg.seed), "--val-samples", "4", "--log-every", "1"])
+    assert r.exit_code == 0, r.output
+    assert "already trained" in r.output and "0/?" not in r.output and "resuming" not in r.output
+    assert (tmp_path / "run" / "result.json").read_text() == before
+    assert json.loads(before)["val"]["dice"] == pytest.approx(first["val"]["dice"])
+
+
 def test_different_settings_in_run_dir_are_refused(shards, tmp_path):
     train_run(_cfg(shards, tmp_path / "run"))
     with pytest.raises(TrainError, match="different run"):

@@ -149,21 +149,28 @@ def run(
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task("train", total=None, loss=float("nan"), img_s=0.0)
+        # hidden until the first step, so a run with nothing left to train shows no empty bar
+        task = bar.add_task("train", total=None, loss=float("nan"), img_s=0.0, visible=False)
         try:
             result = train_run(
                 cfg,
                 log=console.print,
                 progress=lambda done, total, loss, img_s: bar.update(
-                    task, completed=done, total=total, loss=loss, img_s=img_s
+                    task, completed=done, total=total, loss=loss, img_s=img_s, visible=True
                 ),
             )
         except (TrainError, ValueError) as e:
             raise click.ClickException(str(e)) from None
-    click.echo(
-        f"trained {result['steps']} steps ({result['samples']} samples) in {result['seconds']:.0f} s; "
-        f"checkpoints in {result['out']}"
-    )
+    if result.get("already_complete"):
+        click.echo(
+            f"{result['out']} is already trained ({result['steps']} steps, {result['samples']} samples); nothing to "
+            "do. To train again, give another --out or delete that folder."
+        )
+    else:
+        click.echo(
+            f"trained {result['steps']} steps ({result['samples']} samples) in {result['seconds']:.0f} s; "
+            f"checkpoints in {result['out']}"
+        )
     if result["val"]:
         click.echo("validation: " + ", ".join(f"{k} {m:.4f}" for k, (m, _) in result["val"].items()))
 

@@ -219,7 +219,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        if rank == 0:
+        if rank == 0 and state["samples_seen"] < total:
             log(
                 f"resuming {out} at step {state['step']} ({state['samples_seen']} samples seen, epoch {state['epoch']})"
             )
@@ -266,6 +266,9 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     loader_kw = dict(
         batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False
     )
+    if ckpt is not None and state["samples_seen"] >= total and (out / "result.json").exists():
+        # a rerun of a finished run: nothing to train, and its result (with its validation) stays as it was
+        return {**json.loads((out / "result.json").read_text()), "already_complete": True}
     stats_file = open(out / "stats.jsonl", "a") if rank == 0 else None
     predictor = Predictor(model, cfg.mode, tuple(mean), tuple(std), device, adt)
     t_start = time.perf_counter()
