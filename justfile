@@ -37,6 +37,10 @@ bench: setup
 bench-tuning: setup
     cd bench && ../{{py}} bench_tuning.py
 
+# what the mask rule alone costs in Dice (~1 min); writes bench/results/mask_ceiling.md
+bench-mask: setup
+    cd bench && ../{{py}} mask_ceiling.py
+
 # GPU throughput (fp32 b4 vs bf16/fp16 b16) and data-wait fraction; writes bench/results/gpu.md
 bench-gpu: setup
     cd bench && ../{{py}} bench_gpu.py

@@ -50,8 +50,9 @@ def main() -> None:
     ap.add_argument("--run", action="append", required=True, help="LABEL=CHECKPOINT")
     ap.add_argument("--max-samples", type=int, default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--note", default="", help="A line under the title: where the checkpoints came from.")
     args = ap.parse_args()
-    lines = [f"# Where the Dice goes: `{args.shards}`", "",
+    lines = [f"# Where the Dice goes: `{args.shards}`", "", *([args.note, ""] if args.note else []),
              f"| model | Dice | Dice, +-1 px boundary band ignored | truth components of >= {BIG_PX} px found | "
              "predicted components on no truth |", "|---|---|---|---|---|"]
     for r in args.run:
