@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,6 +38,10 @@ VARIANTS = {
     "n2c, windows": (dict(mode="n2c"), "soft", ""),
     "seg, windows": (dict(mode="seg"), "soft", ""),
     "seg, windows, trained without capture softening": (dict(mode="seg"), "hard", "tested on softened shards"),
+    "seg, windows, another seed": (dict(mode="seg", seed=1), "soft", "run-to-run spread"),
+    "seg, whole images (1/4 the samples)": (dict(mode="seg", crop=None, samples_div=4), "soft", ""),
+    "seg, windows, width 32": (dict(mode="seg", width=32), "soft", "a wider network, same windows"),
+    "seg, windows, twice the windows": (dict(mode="seg", samples_mul=2), "soft", "8192 windows"),
 }
 
 
@@ -70,16 +73,14 @@ def main() -> None:
     rows = oracle_rows(work / "test")
     for name, (kw, shards, note) in VARIANTS.items():
         kw = dict(kw)
-        div = kw.pop("samples_div", 1)
+        div, mul = kw.pop("samples_div", 1), kw.pop("samples_mul", 1)
         crop = kw.pop("crop", 128)
         run = work / "runs" / "".join(c if c.isalnum() else "_" for c in name)
         cfg = TrainConfig(shards=str(work / ("train" if shards == "soft" else "train_hard")),
                           val_shards=str(work / "val"), out=str(run), model="n2n_unet", preset="cpu",
-                          samples=args.samples // div, crop=crop,
+                          samples=args.samples * mul // div, crop=crop,
                           val_samples=64, **kw)
-        t0 = time.perf_counter()
-        train_run(cfg, log=lambda *a: None)
-        seconds = time.perf_counter() - t0
+        seconds = train_run(cfg, log=lambda *a: None)["seconds"]  # a finished run is reused, with its time
         ev = evaluate_checkpoint(name, run / "best.pt", work / "test", keep_examples=0)
         s = ev.summary
         rows.append([name, f"{ev.threshold:g}", f"{s['dice'][0]:.3f}", f"{s['iou'][0]:.3f}", f"{s['ssim'][0]:.4f}",
