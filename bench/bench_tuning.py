@@ -13,7 +13,9 @@ Writes bench/results/tuning.md. Usage: python bench/bench_tuning.py [--samples 4
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,6 +24,7 @@ import numpy as np  # noqa: E402
 from common import machine, table  # noqa: E402
 
 from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
+from synth.icons import DEFAULT_ICON_DIR, INDEX_NAME  # noqa: E402
 from synth.shards import Shard  # noqa: E402
 from train import metrics as M  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
@@ -42,7 +45,22 @@ VARIANTS = {
     "seg, whole images (1/4 the samples)": (dict(mode="seg", crop=None, samples_div=4), "soft", ""),
     "seg, windows, width 32": (dict(mode="seg", width=32), "soft", "a wider network, same windows"),
     "seg, windows, twice the windows": (dict(mode="seg", samples_mul=2), "soft", "8192 windows"),
+    "seg, windows, trained on 4 of the 16 body-marker icons": (dict(mode="seg"), "few_icons",
+                                                                "tested on all 16"),
 }
+TRAIN_SETS = {"soft": "train", "hard": "train_hard", "few_icons": "train_few_icons"}
+
+
+def icon_subset(out: Path, every: int = 4) -> Path:
+    """An icon folder holding every `every`-th body-marker icon of the shipped set (for the variety row)."""
+    src = DEFAULT_ICON_DIR
+    index = json.loads((src / INDEX_NAME).read_text())
+    keep = [i for i in index["icons"] if i["kind"] == "body_marker"][::every]
+    for icon in keep:
+        (out / icon["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / icon["file"], out / icon["file"])
+    (out / INDEX_NAME).write_text(json.dumps({**index, "icons": keep}, indent=1))
+    return out
 
 
 def oracle_rows(test: Path) -> list[list[str]]:
@@ -66,17 +84,19 @@ def main() -> None:
     ap.add_argument("--work", default=str(Path(__file__).resolve().parent.parent / "out" / "bench_tuning"))
     args = ap.parse_args()
     work = Path(args.work)
-    for name, n, seed, soften in (("train", 4096, 0, True), ("train_hard", 4096, 0, False), ("val", 64, 1, True),
-                                  ("test", 128, 2, True)):
+    few = str(icon_subset(work / "icons_few"))
+    for name, n, seed, soften, icons in (("train", 4096, 0, True, None), ("train_hard", 4096, 0, False, None),
+                                         ("train_few_icons", 4096, 0, True, few), ("val", 64, 1, True, None),
+                                         ("test", 128, 2, True, None)):
         run_build(make_plan(BuildConfig(kind="body_marker", n=n, size_px=256, shard_size=min(256, n), seed=seed,
-                                        soften=soften)), work / name, workers=2)
+                                        soften=soften, icons=icons)), work / name, workers=2)
     rows = oracle_rows(work / "test")
     for name, (kw, shards, note) in VARIANTS.items():
         kw = dict(kw)
         div, mul = kw.pop("samples_div", 1), kw.pop("samples_mul", 1)
         crop = kw.pop("crop", 128)
         run = work / "runs" / "".join(c if c.isalnum() else "_" for c in name)
-        cfg = TrainConfig(shards=str(work / ("train" if shards == "soft" else "train_hard")),
+        cfg = TrainConfig(shards=str(work / TRAIN_SETS[shards]),
                           val_shards=str(work / "val"), out=str(run), model="n2n_unet", preset="cpu",
                           samples=args.samples * mul // div, crop=crop,
                           val_samples=64, **kw)
