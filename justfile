@@ -33,7 +33,7 @@ test-slow *ARGS: setup
 bench: setup
     cd bench && ../{{py}} bench_build.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py
 
-# what each tuning step buys (~60 min on 2 cores; reuses finished runs); writes bench/results/tuning.md
+# what each tuning step buys (~65 min on 2 cores; reuses finished runs); writes bench/results/tuning.md
 bench-tuning: setup
     cd bench && ../{{py}} bench_tuning.py
 

@@ -42,6 +42,8 @@ VARIANTS = {
     "seg, windows": (dict(mode="seg"), "soft", ""),
     "seg, windows, trained without capture softening": (dict(mode="seg"), "hard", "tested on softened shards"),
     "seg, windows, another seed": (dict(mode="seg", seed=1), "soft", "run-to-run spread"),
+    "n2n, windows, another seed": (dict(mode="n2n", seed=1), "soft", "run-to-run spread"),
+    "n2c, windows, another seed": (dict(mode="n2c", seed=1), "soft", "run-to-run spread"),
     "seg, whole images (1/4 the samples)": (dict(mode="seg", crop=None, samples_div=4), "soft", ""),
     "seg, windows, width 32": (dict(mode="seg", width=32), "soft", "a wider network, same windows"),
     "seg, windows, twice the windows": (dict(mode="seg", samples_mul=2), "soft", "8192 windows"),
