@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from common import machine, table  # noqa: E402
 
 from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
-from synth.icons import DEFAULT_ICON_DIR, INDEX_NAME  # noqa: E402
+from synth.icons import DEFAULT_ICON_DIR, INDEX_NAME, write_index  # noqa: E402
 from synth.shards import Shard  # noqa: E402
 from train import metrics as M  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
@@ -61,7 +61,7 @@ def icon_subset(out: Path, every: int = 4) -> Path:
     for icon in keep:
         (out / icon["file"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / icon["file"], out / icon["file"])
-    (out / INDEX_NAME).write_text(json.dumps({**index, "icons": keep}, indent=1))
+    write_index(out, keep)
     return out
 
 

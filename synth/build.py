@@ -172,15 +172,20 @@ class SampleMaker:
         self.augment = Augmenter(AugmentOptions(enabled=plan.cfg.augment))
         self.render_opts = render_options(plan.cfg)
 
-    def __call__(self, i: int) -> dict[str, np.ndarray]:
-        """Sample i of the build: every random choice comes from SeedSequence([seed, i])."""
-        from synth.render import render_pair
+    def rendered(self, i: int):
+        """(RenderedPair, clean_id) of sample i: every random choice comes from SeedSequence([seed, i])."""
+        from synth.render import render_pair_detailed
 
         cfg = self.plan.cfg
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, i]))
         clean_id = int(rng.integers(len(self.plan.clean)))
         clean = self.augment(self.clean(clean_id), rng)
-        out = render_pair(cfg.kind, rng, clean, self.icons, self.render_opts)
+        return render_pair_detailed(cfg.kind, rng, clean, self.icons, self.render_opts), clean_id
+
+    def __call__(self, i: int) -> dict[str, np.ndarray]:
+        """Sample i of the build, as the shard stores it."""
+        pair, clean_id = self.rendered(i)
+        out = pair.arrays()
         out["sample_id"] = np.int64(i)
         out["clean_id"] = np.int32(clean_id)
         return out

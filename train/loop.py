@@ -198,6 +198,10 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     total = cfg.samples if cfg.samples is not None else cfg.epochs * per_epoch
     total_steps = max(1, math.ceil(total / (cfg.batch_size * world)))
 
+    if ckpt is not None and ckpt["state"]["samples_seen"] >= total and (out / "result.json").exists():
+        # a rerun of a finished run: nothing to train, and its result (with its validation) stays as it was
+        return {**json.loads((out / "result.json").read_text()), "already_complete": True}
+
     def lr_at(step: int) -> float:
         if cfg.schedule == "cosine":
             return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
@@ -266,9 +270,6 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     loader_kw = dict(
         batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False
     )
-    if ckpt is not None and state["samples_seen"] >= total and (out / "result.json").exists():
-        # a rerun of a finished run: nothing to train, and its result (with its validation) stays as it was
-        return {**json.loads((out / "result.json").read_text()), "already_complete": True}
     stats_file = open(out / "stats.jsonl", "a") if rank == 0 else None
     predictor = Predictor(model, cfg.mode, tuple(mean), tuple(std), device, adt)
     t_start = time.perf_counter()
