@@ -1,6 +1,7 @@
 """synth build: determinism across workers and parts, manifest, resume after a kill, refusals."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -205,4 +206,18 @@ def test_augmenter_never_calls_the_network():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "network calls: 0" in r.stdout
+    assert "version info" not in r.stderr
+
+
+def test_parallel_build_never_calls_the_network(tmp_path):
+    """The build's worker server imports albumentations itself; with every proxy pointing at a closed
+    port, a version check anywhere in the build would print albumentations' 'Error fetching version info'."""
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    env.update({k: "http://127.0.0.1:9" for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")})
+    r = subprocess.run(
+        [sys.executable, "-m", "synth.cli", "build", "--type", "body_marker", "--n", "4", "--size", "64",
+         "--shard-size", "2", "--workers", "2", "--out", str(tmp_path / "s")],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
     assert "version info" not in r.stderr
