@@ -10,9 +10,10 @@
 # checkpoints land in out/gpu/KIND/runs/MODE/best.pt, and weights only (no optimizer state) in weights.pt.
 # Optional: ON_DONE, a shell command run after each kind (e.g. to copy reports/gpu/$kind off the machine);
 # SAMPLES, N_TRAIN, KINDS, MODES and AMP override the budget; PHASES picks phases (default "1 2 3 4");
-# REPORTS moves reports/gpu. The detector-only push for issue 4's Dice >= 0.90 (4x the windows, about
-# 9 minutes on an H200 by the first session's throughput; not yet run on a card):
-#   PHASES=3 MODES=seg SAMPLES=196608 RESULTS=out/gpu_dice REPORTS=reports/gpu_dice bash bench/gpu_session.sh
+# REPORTS moves reports/gpu. The detector-only push for issue 4's Dice >= 0.90 (4x the windows; run on an
+# H200 in 9.8 minutes with TRAIN_LIMIT=140, which stopped two of the three runs in their last epochs):
+#   KINDS="vascular_flow body_marker radial_line" PHASES=3 MODES=seg SAMPLES=196608 TRAIN_LIMIT=140 \
+#   RESULTS=out/gpu_dice REPORTS=reports/gpu_dice bash bench/gpu_session.sh
 #
 # Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
 # the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),
