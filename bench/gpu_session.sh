@@ -15,6 +15,12 @@
 #   KINDS="vascular_flow body_marker radial_line" PHASES=3 MODES=seg SAMPLES=196608 TRAIN_LIMIT=140 \
 #   RESULTS=out/gpu_dice REPORTS=reports/gpu_dice bash bench/gpu_session.sh
 #
+# CLEAN and CLEAN_TEST (folders of clean scans) paste the training / test annotations on real scans instead
+# of phantoms, as `just real-backgrounds` does on the CPU (validation stays on phantoms). The dev scans do not
+# travel to a lent card by themselves: copy the split into an ignored folder of the checkout and carry it.
+#   CLEAN=.devscans/clean_even CLEAN_TEST=.devscans/clean_odd PHASES=3 MODES=seg SAMPLES=196608 \
+#   RESULTS=out/gpu_realbg REPORTS=reports/gpu_realbg bash bench/gpu_session.sh
+#
 # Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
 # the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),
 # n2n_unet at its full width 48 (CPU: 16), 49,152 windows of 128 px per model (CPU: 8,192), batch 32, bf16.
@@ -29,6 +35,8 @@ MODES=${MODES:-seg n2n n2c}
 PHASES=${PHASES:-1 2 3 4}
 REPORTS=${REPORTS:-reports/gpu}
 TRAIN_LIMIT=${TRAIN_LIMIT:-$(( 70 * SAMPLES / 49152 + 10 ))}  # seconds per training run: 80 s at the default budget
+CLEAN=${CLEAN:-} CLEAN_TEST=${CLEAN_TEST:-}
+for d in $CLEAN $CLEAN_TEST; do [ -d "$d" ] || { echo "CLEAN/CLEAN_TEST: no folder $d" >&2; exit 2; }; done
 phase() { [[ " $PHASES " == *" $1 "* ]]; }
 case $PY in */*) PY=$PWD/$PY ;; esac  # phase 1 runs from bench/
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -55,9 +63,11 @@ fi
 # 3. quality per kind
 phase 3 && for kind in $KINDS; do
     s=$RES/$kind/shards r=$RES/$kind/runs rep=$REPORTS/$kind
-    run 60 $PY -m synth.cli build --type "$kind" --n "$N_TRAIN" --size 256 --shard-size 256 --workers $W --out $s/train
+    run 60 $PY -m synth.cli build --type "$kind" --n "$N_TRAIN" --size 256 --shard-size 256 --workers $W \
+        ${CLEAN:+--clean "$CLEAN"} --out $s/train
     run 20 $PY -m synth.cli build --type "$kind" --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
-    run 20 $PY -m synth.cli build --type "$kind" --n 128 --size 256 --shard-size 128 --seed 2 --out $s/test
+    run 20 $PY -m synth.cli build --type "$kind" --n 128 --size 256 --shard-size 128 --seed 2 \
+        ${CLEAN_TEST:+--clean "$CLEAN_TEST"} --out $s/test
     for mode in $MODES; do
         # a run stopped by its limit keeps the best.pt of its last finished epoch (8,192 windows each)
         run $TRAIN_LIMIT $PY -m train.cli run --shards $s/train --val-shards $s/val --preset fast --mode $mode --crop 128 \
@@ -71,7 +81,7 @@ phase 3 && for kind in $KINDS; do
             && runs+=(--run "SEG+${mode^^}=$r/seg/best.pt+$r/$mode/best.pt")
     done
     run 100 $PY -m train.cli compare --shards $s/test --out "$rep" \
-        --title "$kind, 256 px, $SAMPLES windows of 128 px per model, n2n_unet width 48, $AMP on $(nvidia-smi --query-gpu=name --format=csv,noheader)" \
+        --title "$kind${CLEAN:+ pasted on the scans of $CLEAN}${CLEAN_TEST:+ (test: $CLEAN_TEST)}, 256 px, $SAMPLES windows of 128 px per model, n2n_unet width 48, $AMP on $(nvidia-smi --query-gpu=name --format=csv,noheader)" \
         "${runs[@]}"
     for mode in $MODES; do  # seconds and img/s of each run, beside the table
         [ -f $r/$mode/result.json ] && { echo "$mode $(cat $r/$mode/result.json)"; } >>"$rep/runs.txt"
