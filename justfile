@@ -49,8 +49,8 @@ bench-gpu: setup
 gpu-session: setup
     PY={{py}} bash bench/gpu_session.sh
 
-# (The committed run set TRAIN_LIMIT=140 to fit a 15-minute lease, which stopped two runs in their last epoch.)
-# the detectors alone on 4x the windows (GPU, ~10 min on an H200), issue 4's Dice push: reports/gpu_dice
+# (The committed run set TRAIN_LIMIT=140 to fit a 15-minute lease; it stopped two runs 1 and 3 epochs short of 24.)
+# the detectors alone on 4x the windows (GPU, ~11 min on an H200), issue 4's Dice push: reports/gpu_dice
 gpu-dice: setup
     KINDS="vascular_flow body_marker radial_line" PHASES=3 MODES=seg SAMPLES=196608 RESULTS=out/gpu_dice \
         REPORTS=reports/gpu_dice PY={{py}} bash bench/gpu_session.sh

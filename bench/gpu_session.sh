@@ -11,7 +11,7 @@
 # Optional: ON_DONE, a shell command run after each kind (e.g. to copy reports/gpu/$kind off the machine);
 # SAMPLES, N_TRAIN, KINDS, MODES and AMP override the budget; PHASES picks phases (default "1 2 3 4");
 # REPORTS moves reports/gpu. The detector-only push for issue 4's Dice >= 0.90 (4x the windows; run on an
-# H200 in 9.8 minutes with TRAIN_LIMIT=140, which stopped two of the three runs in their last epochs):
+# H200 in 9.8 minutes with TRAIN_LIMIT=140, which stopped two of the three runs 1 and 3 epochs short):
 #   KINDS="vascular_flow body_marker radial_line" PHASES=3 MODES=seg SAMPLES=196608 TRAIN_LIMIT=140 \
 #   RESULTS=out/gpu_dice REPORTS=reports/gpu_dice bash bench/gpu_session.sh
 #
