@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,9 +115,7 @@ class Augmenter:
     which worker or in which order samples are made."""
 
     def __init__(self, opts: AugmentOptions = AugmentOptions()):
-        # albumentations asks PyPI for its latest version on import unless told not to: on an offline
-        # hospital machine that is a DNS timeout and a warning in every worker
-        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+        # NO_ALBUMENTATIONS_UPDATE (no version check against PyPI) is set on importing synth: synth/__init__.py
         import albumentations as A  # deferred: albumentations imports are slow and workers pay once
 
         self.opts = opts
