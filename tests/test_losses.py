@@ -160,3 +160,26 @@ def test_seg_loss_empty_target_and_confident_background_is_near_zero():
 def test_seg_loss_shape_mismatch():
     with pytest.raises(ValueError, match="does not match"):
         seg_loss(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 4, 8))
+
+
+def test_seg_loss_per_image_dice_by_hand():
+    """--seg-dice image: soft Dice per image, then averaged, so a small annotation missed in one image
+    costs as much as a large one in another; the batch pooling barely notices it."""
+    target = torch.zeros(2, 1, 16, 16)
+    target[0, 0, :8] = 1  # 128 px found
+    target[1, 0, 0, 0] = 1  # 1 px missed
+    logits = torch.where(target > 0, 8.0, -8.0)
+    logits[1, 0, 0, 0] = -8.0
+    p = torch.sigmoid(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    per_image = [1 - (2 * (p[i] * target[i]).sum() + 1) / (p[i].sum() + target[i].sum() + 1) for i in range(2)]
+    torch.testing.assert_close(seg_loss(logits, target, dice="image"), bce + sum(per_image) / 2)
+    torch.testing.assert_close(seg_loss(logits, target, dice="batch"), _manual_binary(logits, target))
+    assert seg_loss(logits, target, dice="image") > 0.2 > 0.03 > seg_loss(logits, target, dice="batch")
+    # an image without annotation: per image, any probability on it costs
+    assert seg_loss(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), dice="image") > 0.9
+
+
+def test_seg_loss_unknown_dice_pooling():
+    with pytest.raises(ValueError, match="batch, image"):
+        seg_loss(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), dice="pixel")

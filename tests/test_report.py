@@ -179,6 +179,8 @@ def test_check_real_sweep_picks_on_one_half_and_reports_the_other(runs, devdata,
     found, total, flagged, clean = res["held_out"]["own"]
     assert (found, total) == tuple(map(sum, zip(*p["by_kind"].values()))) and (flagged, clean) == (
         p["clean_flagged"], p["clean"])
+    assert res["held_out_clean_flagged_in_fan"]["own"] == p["clean_flagged_in_fan"] <= flagged
+    assert "flagged inside the fan" in (out / "operating_point.md").read_text()
     half = CliRunner().invoke(main, ["check-real", "--checkpoint", ckpt, "--annotated", str(devdata / "annotated"),
                                      "--out", str(out), "--sweep"])
     assert half.exit_code != 0 and "--sweep needs both" in half.output

@@ -142,6 +142,20 @@ def test_different_settings_in_run_dir_are_refused(shards, tmp_path):
         train_run(_cfg(shards, tmp_path / "run", lr=0.5))
 
 
+def test_seg_dice_per_image_is_a_different_run_and_seg_only(shards, tmp_path):
+    """--seg-dice image trains (it changes the loss, so a batch-pooled run in the same folder is not
+    resumed with it), and is refused with a restoration mode."""
+    train_run(_cfg(shards, tmp_path / "run", mode="seg"))
+    with pytest.raises(TrainError, match="different run"):
+        train_run(_cfg(shards, tmp_path / "run", mode="seg", seg_dice="image"))
+    r = train_run(_cfg(shards, tmp_path / "img", mode="seg", seg_dice="image"))
+    assert r["steps"] == 2 and json.loads((tmp_path / "img" / "config.json").read_text())["seg_dice"] == "image"
+    res = CliRunner().invoke(main, ["run", "--shards", str(shards / "train"), "--out", str(tmp_path / "n"),
+                                    "--mode", "n2n", "--seg-dice", "image"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "does not apply to --mode n2n" in res.output
+
+
 @pytest.mark.parametrize("mode", ["n2n", "seg"])
 def test_eval_and_apply_from_the_cli(shards, tmp_path, mode):
     train_run(_cfg(shards, tmp_path / "run", samples=4, mode=mode))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from train.config import AMP, MODES, NORMS, PRESETS
+from train.config import AMP, MODES, NORMS, PRESETS, SEG_DICE
 from train.metrics import DEFAULT_MIN_AREA
 
 MODEL_NAMES = ("deeplabv3", "fcn", "linknet", "manet", "multiresunet", "n2n_unet", "unet", "unetplusplus")
@@ -50,6 +50,8 @@ def main() -> None:
               help="n2n: extra loss weight where the two noisy copies differ (default: the preset's; 0 turns it off).")
 @click.option("--gated", is_flag=True,
               help="Gated output: output = input + sigmoid(gate) * (image - input), the gate learnt from the loss.")
+@click.option("--seg-dice", type=click.Choice(SEG_DICE), default="batch", show_default=True,
+              help="seg: pool the loss's soft Dice over the batch, or per image (as the evaluation averages Dice).")
 @click.option("--crop", type=click.IntRange(1), default=None,
               help="Train on CROP x CROP windows (half of them centred on annotation), evaluate on whole images.")
 @click.option("--amp", type=click.Choice(AMP), default="off", help="Mixed precision (fp16 needs CUDA).")
@@ -84,6 +86,7 @@ def run(
     residual,
     pair_boost,
     gated,
+    seg_dice,
     crop,
     amp,
     compile_,
@@ -128,6 +131,7 @@ def run(
         residual=residual,
         pair_boost=pair_boost,
         gated=gated,
+        seg_dice=seg_dice,
         crop=crop,
         amp=amp,
         compile=compile_,

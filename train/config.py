@@ -8,6 +8,9 @@ from dataclasses import dataclass
 MODES = ("n2n", "n2c", "seg")
 AMP = ("off", "fp16", "bf16")
 NORMS = ("linear", "smn")
+SEG_DICE = ("batch", "image")
+"""How the seg loss pools its soft Dice (train.losses.seg_loss): over the whole batch, or per image and
+then averaged (the way the evaluation averages Dice over images)."""
 
 PRESETS: dict[str, dict] = {
     # the paper's settings (section IV.B): RMSprop lr 1e-5, momentum 0.9, weight decay 1e-8, L1, batch 4,
@@ -50,6 +53,7 @@ class TrainConfig:
     residual: bool | None = None
     gated: bool = False          # gated output (train.models.GatedWrapper), restoration modes only
     pair_boost: float | None = None
+    seg_dice: str = "batch"      # seg: soft Dice pooled over the batch or per image (train.losses.SEG_DICE)
     norm: str = "linear"
     crop: int | None = None      # train on crop x crop windows (see train.data.ShardStream)
     amp: str = "off"
@@ -81,4 +85,6 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         for k in ("epochs", "samples", "workers", "ckpt_every", "log_every", "val_samples"):
             d.pop(k)
+        if d["seg_dice"] == "batch":  # added later: left out at its default, so earlier runs still resume
+            d.pop("seg_dice")
         return d

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from synth.kinds import CLASS_IDS
-from train.config import AMP, MODES, NORMS, TrainConfig
+from train.config import AMP, MODES, NORMS, SEG_DICE, TrainConfig
 from train.data import EVAL_FIELDS, MODE_FIELDS, DataError, ShardStream, dataset_mean_std, epoch_order, list_shard_files
 from train.evaluate import Predictor, best_threshold, evaluate_batches, normalize, summary, sweep_thresholds
 from train.losses import make_loss, pair_weight, seg_loss
@@ -60,6 +60,10 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 def validate_config(cfg: TrainConfig) -> None:
     if cfg.mode not in MODES:
         raise TrainError(f"unknown --mode {cfg.mode!r}; use one of {', '.join(MODES)}.")
+    if cfg.seg_dice not in SEG_DICE:
+        raise TrainError(f"unknown --seg-dice {cfg.seg_dice!r}; use one of {', '.join(SEG_DICE)}.")
+    if cfg.seg_dice != "batch" and cfg.mode != "seg":
+        raise TrainError(f"--seg-dice {cfg.seg_dice} sets the seg loss; it does not apply to --mode {cfg.mode}.")
     if cfg.amp not in AMP:
         raise TrainError(f"unknown --amp {cfg.amp!r}; use one of {', '.join(AMP)}.")
     if cfg.norm not in NORMS:
@@ -302,7 +306,8 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                 with torch.autocast(device.type, dtype=adt, enabled=adt is not None):
                     y = ddp_model(x)
                     if cfg.mode == "seg":
-                        loss = seg_loss(y.float(), batch["mask"].to(device, non_blocking=True).long())
+                        loss = seg_loss(y.float(), batch["mask"].to(device, non_blocking=True).long(),
+                                        dice=cfg.seg_dice)
                     else:
                         t8 = batch[fields[1]].to(device, non_blocking=True)
                         w = pair_weight(x8, t8, boost=cfg.pair_boost) if cfg.mode == "n2n" and cfg.pair_boost else None

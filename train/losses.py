@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from train.config import SEG_DICE
+
 __all__ = ["HUBER_DELTA", "LOSSES", "make_loss", "pair_weight", "seg_loss"]
 
 HUBER_DELTA = 1.0
@@ -126,20 +128,23 @@ def pair_weight(
     return 1.0 + boost * (diff > thresh).float()
 
 
-def _soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice per channel over the whole batch (B, H, W summed), averaged over channels.
+def _soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0, per_image: bool = False
+                    ) -> torch.Tensor:
+    """1 - soft Dice per channel over the whole batch (B, H, W summed), averaged over channels; with
+    per_image, per image and channel (H, W summed), averaged over both.
 
-    Summing over the batch, not per image, keeps crops without annotation from dominating; `smooth`
-    (one pixel) makes an empty prediction of an empty target a perfect score.
+    Summing over the batch keeps crops without annotation from dominating; per image, every image
+    weighs the same whatever its annotation's size, and any probability on an image without annotation
+    costs. `smooth` (one pixel) makes an empty prediction of an empty target a perfect score.
     """
-    dims = (0, 2, 3)
+    dims = (2, 3) if per_image else (0, 2, 3)
     inter = (prob * target).sum(dims)
     denom = prob.sum(dims) + target.sum(dims)
     return (1.0 - (2.0 * inter + smooth) / (denom + smooth)).mean()
 
 
-def seg_loss(logits: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
-    """Detection loss for `seg` mode: cross-entropy + soft Dice.
+def seg_loss(logits: torch.Tensor, target_mask: torch.Tensor, dice: str = "batch") -> torch.Tensor:
+    """Detection loss for `seg` mode: cross-entropy + soft Dice, pooled as `dice` says (SEG_DICE).
 
     Binary (logits (B, 1, H, W)): BCE-with-logits + soft Dice; target (B, 1, H, W) or (B, H, W), any
     non-zero value counts as annotation (so a class-id mask can be passed as is).
@@ -150,6 +155,9 @@ def seg_loss(logits: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
     """
     if logits.ndim != 4:
         raise ValueError(f"logits must be (B, C, H, W); got {tuple(logits.shape)}")
+    if dice not in SEG_DICE:
+        raise ValueError(f"unknown seg Dice pooling {dice!r}; use one of {', '.join(SEG_DICE)}")
+    per_image = dice == "image"
     if target_mask.ndim == 4:
         if target_mask.shape[1] != 1:
             raise ValueError(f"target_mask must be (B, H, W) or (B, 1, H, W); got {tuple(target_mask.shape)}")
@@ -163,9 +171,9 @@ def seg_loss(logits: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
     if c == 1:
         target = (target_mask != 0).float().unsqueeze(1)
         bce = F.binary_cross_entropy_with_logits(logits, target)
-        return bce + _soft_dice_loss(torch.sigmoid(logits), target)
+        return bce + _soft_dice_loss(torch.sigmoid(logits), target, per_image=per_image)
     ids = target_mask.long()
     ce = F.cross_entropy(logits, ids)
     onehot = F.one_hot(ids, c).permute(0, 3, 1, 2).to(logits.dtype)
     prob = torch.softmax(logits, dim=1)
-    return ce + _soft_dice_loss(prob[:, 1:], onehot[:, 1:])
+    return ce + _soft_dice_loss(prob[:, 1:], onehot[:, 1:], per_image=per_image)

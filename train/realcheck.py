@@ -103,6 +103,12 @@ def overlays_found(mask: np.ndarray, boxes: list) -> list[bool]:
     return [bool((grown[box] & m).sum() >= need) for _kind, box, m, need in boxes]
 
 
+def scan_fan(img: np.ndarray) -> np.ndarray:
+    """The B-mode fan of an RGB scan shrunk by FAN_INSET_PX: where a mask is not on the scanner's frame."""
+    return cv2.erode(fan_mask(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)).astype(np.uint8),
+                     np.ones((2 * FAN_INSET_PX + 1,) * 2, np.uint8)).astype(bool)
+
+
 def scan_files(annotated: str | Path | None, clean: str | Path | None, limit: int | None) -> list[tuple[str, Path]]:
     """[(label, file)] of the annotated then the clean folder (each sorted; the first `limit` of each)."""
     files = []
@@ -140,8 +146,7 @@ def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
         cleaned, mask = clean_image(predictor, meta, img, threshold, min_area=min_area)
         frac = float(mask.mean())
         flagged = frac >= FLAG_FRACTION
-        fan = cv2.erode(fan_mask(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)).astype(np.uint8),
-                        np.ones((2 * FAN_INSET_PX + 1,) * 2, np.uint8)).astype(bool)
+        fan = scan_fan(img)
         frac_fan = float((mask & fan).sum() / mask.size)
         row = {"file": str(path), "label": label, "mask_fraction": round(frac, 6), "flagged": int(flagged),
                "mask_fraction_in_fan": round(frac_fan, 6), "flagged_in_fan": int(frac_fan >= FLAG_FRACTION)}
@@ -259,6 +264,7 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
     files = scan_files(annotated, clean, limit)
     # per half (0: pick, 1: held out), per point: [overlays found, overlays, clean scans flagged, clean scans]
     tallies = [{p: [0, 0, 0, 0] for p in points} for _ in range(2)]
+    in_fan = {p: 0 for p in points}  # held-out clean scans flagged by their mask inside the fan
     position = {"annotated": 0, "clean": 0}
     unreadable = []
     for k, (label, path) in enumerate(files):
@@ -272,6 +278,7 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
         h, w = img.shape[:2]
         small, pred, _ = predict_scaled(predictor, meta, img)
         boxes = overlay_boxes(reference_mask(img)[1]) if label == "annotated" else []
+        fan = scan_fan(img) if label == "clean" and half == 1 else None
         for t, a in points:
             mask = upscale_mask(predicted_mask(small, pred, mode, t, a), h, w)
             tally = tallies[half][(t, a)]
@@ -281,6 +288,8 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
             else:
                 tally[2] += int(mask.mean() >= FLAG_FRACTION)
                 tally[3] += 1
+                if fan is not None:
+                    in_fan[(t, a)] += int((mask & fan).sum() / mask.size >= FLAG_FRACTION)
         if progress:
             progress(k + 1, len(files))
 
@@ -296,7 +305,8 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
     result = {"checkpoint": str(checkpoint), "mode": mode, "kinds": meta.get("kinds"),
               "threshold": best[0], "min_area": best[1], "own_threshold": own,
               "pick": {f"{t}/{a}": tallies[0][(t, a)] for t, a in points},
-              "held_out": {"chosen": tallies[1][best], "own": tallies[1][base]}, "unreadable": unreadable}
+              "held_out": {"chosen": tallies[1][best], "own": tallies[1][base]},
+              "held_out_clean_flagged_in_fan": {"chosen": in_fan[best], "own": in_fan[base]}, "unreadable": unreadable}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "operating_point.json").write_text(json.dumps(result, indent=1))
@@ -312,12 +322,12 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
              f"scale). Picked by (overlays found) - (clean scans flagged) on the pick half. Found = at least "
              f"{FOUND_FRACTION:.0%} of a colour-keyed overlay masked (mask grown {FOUND_REACH_PX} px); flagged = at "
              f"least {FLAG_FRACTION:.2%} of a clean scan masked.", "",
-             "## Held-out half", "", "| operating point | reference overlays found | clean scans flagged |",
-             "|---|---|---|",
+             "## Held-out half", "", "| operating point | reference overlays found | clean scans flagged | "
+             f"clean scans flagged inside the fan ({FAN_INSET_PX} px in from its rim) |", "|---|---|---|---|",
              f"| the run's own (threshold {own:g}, min area {M.DEFAULT_MIN_AREA}) | {cell(tallies[1][base], 'found')} "
-             f"| {cell(tallies[1][base], 'flag')} |",
+             f"| {cell(tallies[1][base], 'flag')} | {in_fan[base]} / {tallies[1][base][3]} |",
              f"| picked on real scans (threshold {best[0]:g}, min area {best[1]}) | {cell(tallies[1][best], 'found')} "
-             f"| {cell(tallies[1][best], 'flag')} |", "",
+             f"| {cell(tallies[1][best], 'flag')} | {in_fan[best]} / {tallies[1][best][3]} |", "",
              f"Use it: `train apply --checkpoint {checkpoint} --threshold {best[0]:g} --min-area {best[1]} ...`", "",
              "## Every point on the pick half", "", "| threshold | min area | overlays found | clean scans flagged |",
              "|---|---|---|---|"]
