@@ -60,6 +60,36 @@ def test_crop_windows_are_seeded_and_follow_the_annotation(shards):
         ShardStream(shards / "train", MODE_FIELDS["n2n"], crop=128)
 
 
+def test_hard_negative_windows_land_on_bright_marks_off_the_mask():
+    """--hard-negatives: a window centred on a bright mark on a dark surround (a depth tick), never on
+    the annotation; at 0 the windows are exactly those of before (the same random draws)."""
+    img = np.zeros((96, 96, 3), np.uint8)
+    img[10:12, 4:8] = 200  # a depth tick on the black frame
+    img[60:64, 60:64] = 220  # an annotation...
+    mask = np.zeros((96, 96), np.uint8)
+    mask[60:64, 60:64] = 1  # ...masked, so never a hard negative
+    img[40:96, 0:40] = 90  # tissue: not bright enough
+    from train.data import hard_negative_pixels
+
+    hot = hard_negative_pixels(img, mask)
+    assert hot[10:12, 4:8].all() and hot.sum() == 8
+    for seed in range(5):
+        c = crop_item({"noisy_a": img, "mask": mask}, 16, 0.0, np.random.default_rng(seed), negatives=1.0)
+        assert c["noisy_a"].max() == 200 and not c["mask"].any()
+        plain = crop_item({"noisy_a": img, "mask": mask}, 16, 0.5, np.random.default_rng(seed))
+        same = crop_item({"noisy_a": img, "mask": mask}, 16, 0.5, np.random.default_rng(seed), negatives=0.0)
+        assert np.array_equal(plain["noisy_a"], same["noisy_a"])
+
+
+def test_hard_negatives_need_seg_windows(shards, tmp_path):
+    with pytest.raises(TrainError, match="--mode seg and --crop"):
+        train_run(TrainConfig(shards=str(shards / "train"), out=str(tmp_path / "r"), preset="cpu", width=8,
+                              samples=2, crop=32, mode="n2n", hard_negatives=0.25))
+    r = train_run(TrainConfig(shards=str(shards / "train"), out=str(tmp_path / "s"), preset="cpu", width=8,
+                              batch_size=2, samples=4, crop=32, mode="seg", hard_negatives=0.25))
+    assert r["steps"] == 2
+
+
 def test_crop_must_fit_the_model(shards, tmp_path):
     with pytest.raises(TrainError, match="multiple of 32"):
         train_run(TrainConfig(shards=str(shards / "train"), out=str(tmp_path / "r"), preset="cpu", width=8,

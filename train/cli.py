@@ -52,6 +52,9 @@ def main() -> None:
               help="Gated output: output = input + sigmoid(gate) * (image - input), the gate learnt from the loss.")
 @click.option("--seg-dice", type=click.Choice(SEG_DICE), default="batch", show_default=True,
               help="seg: pool the loss's soft Dice over the batch, or per image (as the evaluation averages Dice).")
+@click.option("--hard-negatives", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="seg with --crop: share of windows centred on a bright mark on a dark surround off the mask "
+                   "(depth ticks, probe arc, scanner text), taken from the uniform ones.")
 @click.option("--crop", type=click.IntRange(1), default=None,
               help="Train on CROP x CROP windows (half of them centred on annotation), evaluate on whole images.")
 @click.option("--amp", type=click.Choice(AMP), default="off", help="Mixed precision (fp16 needs CUDA).")
@@ -87,6 +90,7 @@ def run(
     pair_boost,
     gated,
     seg_dice,
+    hard_negatives,
     crop,
     amp,
     compile_,
@@ -132,6 +136,7 @@ def run(
         pair_boost=pair_boost,
         gated=gated,
         seg_dice=seg_dice,
+        hard_negatives=hard_negatives,
         crop=crop,
         amp=amp,
         compile=compile_,

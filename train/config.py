@@ -54,6 +54,7 @@ class TrainConfig:
     gated: bool = False          # gated output (train.models.GatedWrapper), restoration modes only
     pair_boost: float | None = None
     seg_dice: str = "batch"      # seg: soft Dice pooled over the batch or per image (train.losses.SEG_DICE)
+    hard_negatives: float = 0.0  # seg with crop: share of windows centred on hard negatives (train.data)
     norm: str = "linear"
     crop: int | None = None      # train on crop x crop windows (see train.data.ShardStream)
     amp: str = "off"
@@ -85,6 +86,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         for k in ("epochs", "samples", "workers", "ckpt_every", "log_every", "val_samples"):
             d.pop(k)
-        if d["seg_dice"] == "batch":  # added later: left out at its default, so earlier runs still resume
-            d.pop("seg_dice")
+        for k, default in (("seg_dice", "batch"), ("hard_negatives", 0.0)):
+            if d[k] == default:  # added later: left out at their defaults, so earlier runs still resume
+                d.pop(k)
         return d

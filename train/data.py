@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -82,16 +83,19 @@ class ShardStream(IterableDataset):
         a window is centred on a random pixel where input and target differ by >= FOCUS_MIN_DIFF (n2n:
         noisy_a vs noisy_b; n2c: vs clean; seg: the mask), otherwise it is uniform. No labels are used
         in n2n: the focus comes from the two noisy copies alone. Seeded per position, so resumes are exact.
+    negatives: seg only: with this probability (taken from the uniform windows) a window is centred on
+        a hard negative instead (hard_negative_pixels: a bright mark on a dark surround, off the mask).
     """
 
     def __init__(self, folder: str | Path, fields: tuple[str, ...], seed: int = 0, shuffle: bool = True,
                  block: int = 8, buffer: int = 32, rank: int = 0, world: int = 1, n2n_swap: bool = False,
-                 limit: int | None = None, batch_size: int = 1, crop: int | None = None, focus: float = 0.5):
+                 limit: int | None = None, batch_size: int = 1, crop: int | None = None, focus: float = 0.5,
+                 negatives: float = 0.0):
         self.shards, self.manifest = list_shard_files(folder)
         self.fields, self.seed, self.shuffle = fields, seed, shuffle
         self.block, self.buffer, self.rank, self.world = block, buffer, rank, world
         self.n2n_swap, self.limit, self.batch_size = n2n_swap, limit, batch_size
-        self.crop, self.focus = crop, focus
+        self.crop, self.focus, self.negatives = crop, focus, negatives
         size = self.manifest.get("image_size")
         if crop is not None and size is not None and (crop > size[0] or crop > size[1]):
             raise DataError(f"{folder}: --crop {crop} is larger than the shards' {size[0]}x{size[1]} images.")
@@ -148,7 +152,7 @@ class ShardStream(IterableDataset):
                     item["noisy_a"], item["noisy_b"] = item["noisy_b"], item["noisy_a"]
                 if self.crop:
                     item = crop_item(item, self.crop, self.focus, np.random.default_rng(
-                        np.random.SeedSequence([self.seed, self.epoch, self.rank, worker, pos, 13])))
+                        np.random.SeedSequence([self.seed, self.epoch, self.rank, worker, pos, 13])), self.negatives)
                 yield {f: _to_tensor(v) for f, v in item.items()}
         finally:
             for sh in open_shards.values():
@@ -159,16 +163,42 @@ FOCUS_MIN_DIFF = 8
 """Grey levels (largest channel) by which input and target must differ for a pixel to attract a crop."""
 
 
-def crop_item(item: dict[str, np.ndarray], crop: int, focus: float, rng: np.random.Generator) -> dict:
-    """The same crop x crop window of every array in `item` (see ShardStream's `crop`)."""
+NEGATIVE_MIN_GREY = 100
+"""A hard-negative pixel (`--hard-negatives`) is at least this bright (largest channel) ..."""
+NEGATIVE_SURROUND_PX = 15
+NEGATIVE_MAX_SURROUND = 60
+"""... and the mean grey of the NEGATIVE_SURROUND_PX square around it is at most this: a bright mark on a
+dark surround (depth ticks, focus marker, probe arc, scanner text, a bright speck in a cyst), the
+structures a detector mistakes for annotations on clean scans."""
+NEGATIVE_CLEAR_PX = 3
+"""Hard-negative pixels keep this far from the annotation mask."""
+
+
+def hard_negative_pixels(noisy: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool: bright marks on a dark surround, away from the annotation mask (see NEGATIVE_*)."""
+    grey = noisy.max(-1)
+    surround = cv2.blur(grey, (NEGATIVE_SURROUND_PX, NEGATIVE_SURROUND_PX))
+    k = np.ones((2 * NEGATIVE_CLEAR_PX + 1,) * 2, np.uint8)
+    near = cv2.dilate((mask > 0).astype(np.uint8), k).astype(bool)
+    return (grey >= NEGATIVE_MIN_GREY) & (surround <= NEGATIVE_MAX_SURROUND) & ~near
+
+
+def crop_item(item: dict[str, np.ndarray], crop: int, focus: float, rng: np.random.Generator,
+              negatives: float = 0.0) -> dict:
+    """The same crop x crop window of every array in `item` (see ShardStream's `crop` and `negatives`)."""
     h, w = item["noisy_a"].shape[:2]
     cy, cx = None, None
-    if rng.random() < focus:
+    u = rng.random()
+    hot = None
+    if u < focus:
         if "mask" in item:
             hot = item["mask"] > 0
         else:
             target = item.get("noisy_b", item.get("clean"))
             hot = np.abs(item["noisy_a"].astype(np.int16) - target.astype(np.int16)).max(-1) >= FOCUS_MIN_DIFF
+    elif u < focus + negatives and "mask" in item:
+        hot = hard_negative_pixels(item["noisy_a"], item["mask"])
+    if hot is not None:
         ys, xs = np.nonzero(hot)
         if len(ys):
             k = int(rng.integers(len(ys)))

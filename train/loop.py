@@ -62,6 +62,11 @@ def validate_config(cfg: TrainConfig) -> None:
         raise TrainError(f"unknown --mode {cfg.mode!r}; use one of {', '.join(MODES)}.")
     if cfg.seg_dice not in SEG_DICE:
         raise TrainError(f"unknown --seg-dice {cfg.seg_dice!r}; use one of {', '.join(SEG_DICE)}.")
+    if cfg.hard_negatives and (cfg.mode != "seg" or not cfg.crop):
+        raise TrainError(f"--hard-negatives picks seg training windows; use it with --mode seg and --crop, "
+                         f"not --mode {cfg.mode}{'' if cfg.crop else ' without --crop'}.")
+    if not 0.0 <= cfg.hard_negatives <= 0.5:
+        raise TrainError(f"--hard-negatives {cfg.hard_negatives}: give a share of windows in [0, 0.5].")
     if cfg.seg_dice != "batch" and cfg.mode != "seg":
         raise TrainError(f"--seg-dice {cfg.seg_dice} sets the seg loss; it does not apply to --mode {cfg.mode}.")
     if cfg.amp not in AMP:
@@ -193,7 +198,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     fields = MODE_FIELDS[cfg.mode]
     stream = ShardStream(
         cfg.shards, fields, seed=cfg.seed, rank=rank, world=world, n2n_swap=cfg.mode == "n2n",
-        batch_size=cfg.batch_size, crop=cfg.crop,
+        batch_size=cfg.batch_size, crop=cfg.crop, negatives=cfg.hard_negatives,
     )
     val_shards = None
     if n_val:  # hold out the last shards of the set
