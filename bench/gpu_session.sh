@@ -20,6 +20,8 @@
 # travel to a lent card by themselves: copy the split into an ignored folder of the checkout and carry it.
 #   CLEAN=.devscans/clean_even CLEAN_TEST=.devscans/clean_odd PHASES=3 MODES=seg SAMPLES=196608 \
 #   RESULTS=out/gpu_realbg REPORTS=reports/gpu_realbg bash bench/gpu_session.sh
+# SEG_ARGS adds options to the seg runs only: SEG_ARGS="--hard-negatives 0.25" (the CPU's best lever on real
+# backgrounds, README "Hard negatives").
 #
 # Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
 # the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),
@@ -36,6 +38,7 @@ PHASES=${PHASES:-1 2 3 4}
 REPORTS=${REPORTS:-reports/gpu}
 TRAIN_LIMIT=${TRAIN_LIMIT:-$(( 70 * SAMPLES / 49152 + 10 ))}  # seconds per training run: 80 s at the default budget
 CLEAN=${CLEAN:-} CLEAN_TEST=${CLEAN_TEST:-}
+SEG_ARGS=${SEG_ARGS:-}  # more `train run` options for the seg runs, e.g. "--hard-negatives 0.25"
 for d in $CLEAN $CLEAN_TEST; do [ -d "$d" ] || { echo "CLEAN/CLEAN_TEST: no folder $d" >&2; exit 2; }; done
 phase() { [[ " $PHASES " == *" $1 "* ]]; }
 case $PY in */*) PY=$PWD/$PY ;; esac  # phase 1 runs from bench/
@@ -70,8 +73,9 @@ phase 3 && for kind in $KINDS; do
         ${CLEAN_TEST:+--clean "$CLEAN_TEST"} --out $s/test
     for mode in $MODES; do
         # a run stopped by its limit keeps the best.pt of its last finished epoch (8,192 windows each)
+        extra=(); [ "$mode" = seg ] && read -ra extra <<<"$SEG_ARGS"
         run $TRAIN_LIMIT $PY -m train.cli run --shards $s/train --val-shards $s/val --preset fast --mode $mode --crop 128 \
-            --samples "$SAMPLES" --batch-size 32 --amp "$AMP" --workers 12 --log-every 20 --out $r/$mode
+            --samples "$SAMPLES" --batch-size 32 --amp "$AMP" --workers 12 --log-every 20 "${extra[@]}" --out $r/$mode
     done
     mkdir -p "$rep"
     runs=()  # the compare rows of the modes trained: each model, and the detector filled by each restoration
