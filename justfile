@@ -155,3 +155,32 @@ real-backgrounds KINDS="body_marker radial_line vascular_flow" MODES="seg n2n n2
             done
         fi
     done
+
+# hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
+# 16,384 windows each, with and without --hard-negatives 0.25; writes bench/results/hard_negatives_seeds.md
+hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 3" DEVDATA="../shared/devdata/mmotu": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for kind in {{KINDS}}; do
+        o=out/realbg/$kind rep=reports/quality/$kind/real_backgrounds runs=()
+        for need in $o/shards/train $o/shards/test_real_odd out/quality/$kind/shards/val {{DEVDATA}}/annotated; do
+            [ -d $need ] || { echo "$kind: $need is missing; run 'just real-backgrounds $kind' first." >&2; exit 1; }
+        done
+        for seed in {{SEEDS}}; do
+            sfx=$([ $seed = 0 ] || echo _seed$seed)
+            for hard in "" _hardneg; do
+                run=$o/runs/seg_2x$hard$sfx sweep=$rep/sweep_real_trained_2x$hard$sfx
+                [ -f $run/best.pt ] || {{bin}}/train run --shards $o/shards/train --val-shards out/quality/$kind/shards/val \
+                    --preset cpu --mode seg --crop 128 --samples 16384 --seed $seed \
+                    ${hard:+--hard-negatives 0.25} --out $run
+                # the sweep (about a minute) is redone only when the detector is newer than its report
+                [ $sweep/operating_point.json -nt $run/best.pt ] || {{bin}}/train check-real --checkpoint $run/best.pt \
+                    --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $sweep
+                runs+=(--run "seed $seed${hard:+, hard negatives 0.25}=$run/best.pt")
+            done
+        done
+        {{bin}}/train compare --shards $o/shards/test_real_odd --out $rep/hard_negatives_seeds "${runs[@]}" \
+            --title "$kind pasted on 39 held-out real clean scans; real-trained detectors, 16384 windows, with and without hard negatives, per seed"
+        printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans.)\n' >> $rep/hard_negatives_seeds/table.md
+    done
+    cd bench && ../{{py}} hard_negatives_seeds.py --kinds {{KINDS}} --seeds {{SEEDS}}

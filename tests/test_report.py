@@ -33,11 +33,14 @@ def shards(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(shards, tmp_path_factory):
-    """Two tiny trained runs (n2n and seg) with validation, shared by the tests below."""
+    """Tiny trained runs (n2n, seg and a second seg of another seed) with validation, shared below."""
     root = tmp_path_factory.mktemp("runs")
     for mode in ("n2n", "seg"):
         train_run(TrainConfig(shards=str(shards / "train"), out=str(root / mode), val_shards=str(shards / "val"),
                               preset="cpu", width=8, batch_size=2, samples=8, crop=32, mode=mode, val_samples=6))
+    # a second detector (another seed) for the ensemble test
+    train_run(TrainConfig(shards=str(shards / "train"), out=str(root / "seg2"), val_shards=str(shards / "val"),
+                          preset="cpu", width=8, batch_size=2, samples=8, crop=32, mode="seg", val_samples=6, seed=1))
     return root
 
 
@@ -157,6 +160,37 @@ def test_apply_fills_seg_masks_with_a_restoration_model(runs, tmp_path):
     bad = CliRunner().invoke(main, ["apply", "--checkpoint", n2n, str(scans), "--out", str(tmp_path / "o"),
                                     "--fill", seg])
     assert bad.exit_code != 0 and "only a seg model's masks are filled" in bad.output
+
+
+def test_several_seg_checkpoints_average_their_probabilities(runs, tmp_path):
+    """apply/check-real with repeated --checkpoint: an ensemble of detectors, probabilities averaged."""
+    import torch
+
+    from train.infer import load_predictor, predictor_from_checkpoint
+
+    seg = runs / "seg" / "best.pt"
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (1, 3, SIZE, SIZE), dtype=np.uint8))
+    one, _ = predictor_from_checkpoint(seg)
+    two, _ = predictor_from_checkpoint(runs / "seg2" / "best.pt")
+    one.model.eval(), two.model.eval()
+    both, meta = load_predictor([seg, runs / "seg2" / "best.pt"])
+    np.testing.assert_allclose(both(x), (one(x) + two(x)) / 2, rtol=1e-6, atol=1e-7)
+    own = [load_checkpoint(p)["meta"]["threshold"] for p in (seg, runs / "seg2" / "best.pt")]
+    assert meta["threshold"] == pytest.approx(np.mean(own), abs=1e-3) and len(meta["checkpoints"]) == 2
+    # the same detector twice is the detector: apply writes the same mask
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    cv2.imwrite(str(scans / "a.png"), np.random.default_rng(3).integers(0, 256, (70, 100, 3), dtype=np.uint8))
+    for name, ckpts in (("single", [seg]), ("twice", [seg, seg])):
+        args = ["apply", *[a for c in ckpts for a in ("--checkpoint", str(c))], str(scans), "--out",
+                str(tmp_path / name), "--threshold", "0.5"]
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, r.output
+    assert np.array_equal(cv2.imread(str(tmp_path / "single" / "a.mask.png")),
+                          cv2.imread(str(tmp_path / "twice" / "a.mask.png")))
+    bad = CliRunner().invoke(main, ["apply", "--checkpoint", str(seg), "--checkpoint", str(runs / "n2n" / "best.pt"),
+                                    str(scans), "--out", str(tmp_path / "o")])
+    assert bad.exit_code != 0 and "only seg detectors can be combined" in bad.output and "Traceback" not in bad.output
 
 
 def test_check_real_counts_on_the_dev_scans(runs, devdata, tmp_path):

@@ -231,7 +231,8 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="RUNDIR/best.pt.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, multiple=True,
+              help="RUNDIR/best.pt. Repeat it to average several seg detectors' probabilities (an ensemble).")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--threshold", type=float, default=None,
@@ -256,8 +257,8 @@ def apply(checkpoint, inputs, out, threshold, fill, min_area) -> None:
         task = bar.add_task("cleaning", total=None)
         try:
             r = run_apply(
-                checkpoint, list(inputs), out, threshold, progress=lambda k, n: bar.update(task, completed=k, total=n),
-                fill=fill, min_area=min_area,
+                list(checkpoint), list(inputs), out, threshold, fill=fill, min_area=min_area,
+                progress=lambda k, n: bar.update(task, completed=k, total=n),
             )
         except TrainError as e:
             raise click.ClickException(str(e)) from None
@@ -311,7 +312,8 @@ def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
 
 
 @main.command("check-real")
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="RUNDIR/best.pt.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, multiple=True,
+              help="RUNDIR/best.pt. Repeat it to average several seg detectors' probabilities (an ensemble).")
 @click.option("--annotated", type=click.Path(path_type=Path), default=None, help="Folder of real annotated scans.")
 @click.option("--clean", type=click.Path(path_type=Path), default=None,
               help="Folder of real scans without annotations.")
@@ -343,9 +345,9 @@ def check_real(checkpoint, annotated, clean, out, panel_rows, limit, threshold, 
         tick = lambda k, n: bar.update(task, completed=k, total=n)
         try:
             if sweep:
-                res = sweep_real(checkpoint, annotated, clean, out, limit, progress=tick)
+                res = sweep_real(list(checkpoint), annotated, clean, out, limit, progress=tick)
             else:
-                res = run_check(checkpoint, annotated, clean, out, panel_rows, limit, progress=tick,
+                res = run_check(list(checkpoint), annotated, clean, out, panel_rows, limit, progress=tick,
                                 threshold=threshold, min_area=min_area)
         except TrainError as e:
             raise click.ClickException(str(e)) from None

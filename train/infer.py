@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 
@@ -31,6 +32,56 @@ def predictor_from_checkpoint(path: str | Path, device: torch.device | None = No
     meta = ckpt["meta"]
     norm = ckpt["norm"]
     return Predictor(model, meta["mode"], tuple(norm["mean"]), tuple(norm["std"]), device), meta
+
+
+class Ensemble:
+    """Several seg detectors run on the same scan, their probabilities averaged: a Predictor for
+    `train apply` and `train check-real` given more than one --checkpoint."""
+
+    mode = "seg"
+
+    def __init__(self, members: list[Predictor]):
+        self.members = members
+        self.model = torch.nn.ModuleList([m.model for m in members])
+        self.model.size_multiple = math.lcm(*(m.model.size_multiple for m in members))
+
+    def __call__(self, x_uint8: torch.Tensor) -> np.ndarray:
+        return np.mean([m(x_uint8) for m in self.members], axis=0)
+
+
+def load_predictor(checkpoints: str | Path | list) -> tuple[Predictor | Ensemble, dict]:
+    """(Predictor, meta) for one checkpoint, or an Ensemble of several seg checkpoints trained at the same
+    image size and scale. The ensemble's threshold is the mean of the members' own; its meta names them all."""
+    paths = checkpoint_paths(checkpoints)
+    if len(paths) == 1:
+        return predictor_from_checkpoint(paths[0])
+    members, metas = zip(*(predictor_from_checkpoint(p) for p in paths))
+    for p, meta in zip(paths, metas):
+        if meta["mode"] != "seg":
+            raise TrainError(f"{p}: a {meta['mode']} checkpoint; only seg detectors can be combined "
+                             f"(give one restoration model at a time).")
+        for key in ("image_size", "resize"):
+            if meta.get(key) != metas[0].get(key):
+                raise TrainError(f"{p}: trained with {key} {meta.get(key)}, {paths[0]} with {metas[0].get(key)}; "
+                                 f"combine detectors trained on shards of the same {key}.")
+    for m in members:
+        m.model.eval()
+    meta = dict(metas[0])
+    own = [m["threshold"] for m in metas if m.get("threshold") is not None]
+    meta["threshold"] = round(float(np.mean(own)), 3) if own else None
+    meta["kinds"] = sorted({k for m in metas for k in m.get("kinds", [])})
+    meta["checkpoints"] = [str(p) for p in paths]
+    return Ensemble(list(members)), meta
+
+
+def checkpoint_paths(checkpoints: str | Path | list) -> list:
+    """One checkpoint or several, as a list."""
+    return [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
+
+
+def checkpoint_label(checkpoints: str | Path | list) -> str:
+    """How reports name one checkpoint or an ensemble of several."""
+    return " + ".join(str(p) for p in checkpoint_paths(checkpoints))
 
 
 def filler_from_checkpoint(path: str | Path | None, for_meta: dict) -> Predictor | None:
@@ -121,12 +172,13 @@ def expand_inputs(inputs: list[Path]) -> list[tuple[Path, str]]:
     return items
 
 
-def apply(checkpoint: str | Path, inputs: list[Path], out: str | Path, threshold: float | None = None,
+def apply(checkpoint: str | Path | list, inputs: list[Path], out: str | Path, threshold: float | None = None,
           progress=None, fill: str | Path | None = None, min_area: int = M.DEFAULT_MIN_AREA) -> dict:
     """Clean every scan in `inputs`; returns {"done": n, "bad": [(file, reason)], "csv": path}.
+    checkpoint: one, or a list of seg checkpoints whose probabilities are averaged (load_predictor).
     fill: an n2n/n2c checkpoint whose output fills a seg model's masks (default: inpainting).
     min_area: mask components smaller than this many pixels (at the training scale) are dropped."""
-    predictor, meta = predictor_from_checkpoint(checkpoint)
+    predictor, meta = load_predictor(checkpoint)
     predictor.model.eval()
     filler = filler_from_checkpoint(fill, meta)
     threshold = meta.get("threshold") if threshold is None else threshold

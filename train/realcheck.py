@@ -22,7 +22,7 @@ from synth.extract import fan_mask, find_annotations
 from synth.images import ImageError, find_images, read_image
 from train import metrics as M
 from train.evaluate import default_threshold, dilate, predicted_mask, threshold_grid, write_figure
-from train.infer import clean_image, predict_scaled, predictor_from_checkpoint, upscale_mask
+from train.infer import checkpoint_label, checkpoint_paths, clean_image, load_predictor, predict_scaled, upscale_mask
 from train.loop import TrainError
 from train.report import outline
 
@@ -124,13 +124,14 @@ def scan_files(annotated: str | Path | None, clean: str | Path | None, limit: in
     return files
 
 
-def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str | Path | None, out: str | Path,
+def check_real(checkpoint: str | Path | list, annotated: str | Path | None, clean: str | Path | None, out: str | Path,
                panel_rows: int = 6, limit: int | None = None, progress=None, threshold: float | None = None,
                min_area: int = M.DEFAULT_MIN_AREA) -> RealCheck:
     """Apply a checkpoint to real annotated and clean scans; write real_check.md/.json, per_scan.csv and
     panel.png (input | cleaned with mask outlined | reference overlays) in `out`.
-    threshold: default the one the run picked on its validation shards."""
-    predictor, meta = predictor_from_checkpoint(checkpoint)
+    threshold: default the one the run picked on its validation shards. checkpoint: one, or a list of seg
+    checkpoints whose probabilities are averaged (load_predictor)."""
+    predictor, meta = load_predictor(checkpoint)
     predictor.model.eval()
     threshold = meta.get("threshold") if threshold is None else threshold
     files = scan_files(annotated, clean, limit)
@@ -183,11 +184,11 @@ def check_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    (out / "real_check.json").write_text(json.dumps({"checkpoint": str(checkpoint), "threshold": threshold,
+    (out / "real_check.json").write_text(json.dumps({"checkpoint": checkpoint_label(checkpoint), "threshold": threshold,
                                                       "min_area": min_area, "kinds": meta.get("kinds"),
                                                       **res.as_dict()}, indent=1))
-    (out / "real_check.md").write_text(summary_markdown(res, str(checkpoint), meta.get("kinds", []), threshold,
-                                                        min_area))
+    (out / "real_check.md").write_text(summary_markdown(res, checkpoint_label(checkpoint), meta.get("kinds", []),
+                                                        threshold, min_area))
     examples = shown["annotated"] + shown["clean"]
     if examples:
         write_figure(out / "panel.png", panel(examples))
@@ -242,7 +243,7 @@ def panel(examples: list, height: int = 220) -> np.ndarray:
     return np.concatenate([header, *rows], axis=0)
 
 
-def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str | Path | None, out: str | Path,
+def sweep_real(checkpoint: str | Path | list, annotated: str | Path | None, clean: str | Path | None, out: str | Path,
                limit: int | None = None, progress=None, thresholds: tuple[float, ...] | None = None,
                min_areas: tuple[int, ...] = SWEEP_MIN_AREAS) -> dict:
     """Choose an operating point (mask threshold, smallest mask component kept) on real scans.
@@ -253,7 +254,7 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
     The held-out half is reported at that point and at the run's own threshold (picked on phantom
     validation shards). The model runs once per scan; every point reuses its output.
     Writes operating_point.md and .json in `out`; returns the json's dict."""
-    predictor, meta = predictor_from_checkpoint(checkpoint)
+    predictor, meta = load_predictor(checkpoint)
     predictor.model.eval()
     mode = predictor.mode
     own = meta.get("threshold")
@@ -302,7 +303,7 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
 
     best = min(points, key=key)
     base = (own, M.DEFAULT_MIN_AREA)
-    result = {"checkpoint": str(checkpoint), "mode": mode, "kinds": meta.get("kinds"),
+    result = {"checkpoint": checkpoint_label(checkpoint), "mode": mode, "kinds": meta.get("kinds"),
               "threshold": best[0], "min_area": best[1], "own_threshold": own,
               "pick": {f"{t}/{a}": tallies[0][(t, a)] for t, a in points},
               "held_out": {"chosen": tallies[1][best], "own": tallies[1][base]},
@@ -316,7 +317,9 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
         return f"{c[0]} / {c[1]} ({found:.0%})" if what == "found" else f"{c[2]} / {c[3]} ({flagged:.0%})"
 
     unit = "probability" if mode == "seg" else "grey levels"
-    lines = [f"# Operating point on real scans: `{checkpoint}` (trained on {', '.join(meta.get('kinds', [])) or '?'})",
+    kinds = ", ".join(meta.get("kinds", [])) or "?"
+    use = " ".join(f"--checkpoint {p}" for p in checkpoint_paths(checkpoint))
+    lines = [f"# Operating point on real scans: `{checkpoint_label(checkpoint)}` (trained on {kinds})",
              "", f"Scans split by sorted position in each folder: even positions pick the point, odd positions are "
              f"held out. Point = mask threshold ({unit}) and smallest mask component kept (pixels at the training "
              f"scale). Picked by (overlays found) - (clean scans flagged) on the pick half. Found = at least "
@@ -328,7 +331,7 @@ def sweep_real(checkpoint: str | Path, annotated: str | Path | None, clean: str 
              f"| {cell(tallies[1][base], 'flag')} | {in_fan[base]} / {tallies[1][base][3]} |",
              f"| picked on real scans (threshold {best[0]:g}, min area {best[1]}) | {cell(tallies[1][best], 'found')} "
              f"| {cell(tallies[1][best], 'flag')} | {in_fan[best]} / {tallies[1][best][3]} |", "",
-             f"Use it: `train apply --checkpoint {checkpoint} --threshold {best[0]:g} --min-area {best[1]} ...`", "",
+             f"Use it: `train apply {use} --threshold {best[0]:g} --min-area {best[1]} ...`", "",
              "## Every point on the pick half", "", "| threshold | min area | overlays found | clean scans flagged |",
              "|---|---|---|---|"]
     for t, a in points:
