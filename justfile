@@ -167,9 +167,9 @@ hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 
             [ -d $need ] || { echo "$kind: $need is missing; run 'just real-backgrounds $kind' first." >&2; exit 1; }
         done
         for seed in {{SEEDS}}; do
-            sfx=$([ $seed = 0 ] || echo _seed$seed)
+            sfx=$([ $seed = 0 ] || echo _seed$seed)  # seed 0 keeps the first runs' names (seg_2x, seg_2x_hardneg)
             for hard in "" _hardneg; do
-                run=$o/runs/seg_2x$hard$sfx sweep=$rep/sweep_real_trained_2x$hard$sfx
+                run=$o/runs/seg_2x$hard$sfx sweep=$rep/sweep_real_trained_2x${hard}_seed$seed
                 [ -f $run/best.pt ] || {{bin}}/train run --shards $o/shards/train --val-shards out/quality/$kind/shards/val \
                     --preset cpu --mode seg --crop 128 --samples 16384 --seed $seed \
                     ${hard:+--hard-negatives 0.25} --out $run
@@ -178,6 +178,12 @@ hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 
                     --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $sweep
                 runs+=(--run "seed $seed${hard:+, hard negatives 0.25}=$run/best.pt")
             done
+        done
+        n=$(wc -w <<< "{{SEEDS}}")
+        for hard in "" _hardneg; do  # all seeds' detectors as one: probabilities averaged
+            ens=() && for seed in {{SEEDS}}; do ens+=(--checkpoint $o/runs/seg_2x$hard$([ $seed = 0 ] || echo _seed$seed)/best.pt); done
+            {{bin}}/train check-real "${ens[@]}" --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean \
+                --out $rep/sweep_ensemble_${n}seeds$hard
         done
         {{bin}}/train compare --shards $o/shards/test_real_odd --out $rep/hard_negatives_seeds "${runs[@]}" \
             --title "$kind pasted on 39 held-out real clean scans; real-trained detectors, 16384 windows, with and without hard negatives, per seed"

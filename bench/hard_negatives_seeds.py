@@ -3,7 +3,8 @@
 `just hard-negatives-seeds` trains, per kind and seed, the real-background detector of "Twice the windows
 on real backgrounds" (16,384 windows of 128 px, width 16) with and without `--hard-negatives 0.25`, sweeps
 each on the real scans (`train check-real --sweep`) and compares them on the annotations pasted on held-out
-real tissue (`train compare`). This script only reads those reports and writes the side-by-side table,
+real tissue (`train compare`), and sweeps the ensemble of all seeds' runs (probabilities averaged). This
+script only reads those reports and writes the side-by-side table,
 one row per seed and the paired difference (with - without) over seeds:
 
     python bench/hard_negatives_seeds.py --kinds radial_line vascular_flow body_marker --seeds 0 1 2 3
@@ -23,17 +24,14 @@ OUT = Path(__file__).parent / "results" / "hard_negatives_seeds.md"
 HARD = ", hard negatives 0.25"
 
 
-def suffix(seed: int) -> str:
-    """Run and report names: seed 0 kept the names of the first runs (seg_2x, sweep_real_trained_2x)."""
-    return "" if seed == 0 else f"_seed{seed}"
-
-
 def label(seed: int, hard: bool) -> str:
     return f"seed {seed}" + (HARD if hard else "")
 
 
-def sweep(kind: str, seed: int, hard: bool) -> dict:
-    name = "sweep_real_trained_2x" + ("_hardneg" if hard else "") + suffix(seed)
+def sweep(kind: str, seed: int | None, hard: bool, n_seeds: int = 0) -> dict:
+    """One run's sweep, or (seed None) the sweep of the ensemble of all n_seeds runs."""
+    hn = "_hardneg" if hard else ""
+    name = f"sweep_real_trained_2x{hn}_seed{seed}" if seed is not None else f"sweep_ensemble_{n_seeds}seeds{hn}"
     path = ROOT / "reports/quality" / kind / "real_backgrounds" / name / "operating_point.json"
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run `just hard-negatives-seeds` (it writes it) first.")
@@ -52,10 +50,10 @@ def counts(kind: str, seed: int, hard: bool, dice: dict) -> dict:
     }
 
 
-def spread(values: list[float], fmt: str) -> str:
-    if len(values) < 2:
-        return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+def spread(values: list[float], fmt: str, sign: bool = False) -> str:
+    """mean ± sample standard deviation; sign: write the mean with its sign (a difference)."""
+    mean = format(statistics.mean(values), ("+" if sign else "") + fmt)
+    return mean if len(values) < 2 else f"{mean} ± {format(statistics.stdev(values), fmt)}"
 
 
 def kind_section(kind: str, seeds: list[int]) -> str:
@@ -73,6 +71,14 @@ def kind_section(kind: str, seeds: list[int]) -> str:
                 f"{c['own_found']} / {c['own_flagged']} / {c['own_fan']}",
                 f"{c['found']} / {c['flagged']} / {c['fan']}", c["point"],
             ])
+    for hard in (False, True):  # all seeds as one detector: train check-real --checkpoint A --checkpoint B ...
+        e = sweep(kind, None, hard, len(seeds))
+        own, chosen, fan = e["held_out"]["own"], e["held_out"]["chosen"], e["held_out_clean_flagged_in_fan"]
+        rows.append([
+            f"all {len(seeds)}, averaged", "with" if hard else "without", "",
+            f"{own[0]} / {own[2]} / {fan['own']}", f"{chosen[0]} / {chosen[2]} / {fan['chosen']}",
+            f"{e['threshold']:g} / {e['min_area']}",
+        ])
     n_over, n_clean = pairs["with"][0]["n_overlays"], pairs["with"][0]["n_clean"]
     summary = []
     for key, name, fmt in (
@@ -86,7 +92,7 @@ def kind_section(kind: str, seeds: list[int]) -> str:
         a = [c[key] for c in pairs["without"]]
         b = [c[key] for c in pairs["with"]]
         diff = [y - x for x, y in zip(a, b)]
-        summary.append([name, spread(a, fmt), spread(b, fmt), spread(diff, "+" + fmt)])
+        summary.append([name, spread(a, fmt), spread(b, fmt), spread(diff, fmt, sign=True)])
     return "\n\n".join([
         f"## {kind}",
         table(["seed", "hard negatives", "Dice", "own point: found / flagged / in fan",
@@ -108,7 +114,9 @@ def main() -> None:
         "`--hard-negatives 0.25`. Dice: the 128 annotations pasted on the 39 odd-position clean scans, at the "
         "threshold each run picked on its phantom validation shards. Counts: the held-out half of the real "
         "scans (`train check-real --sweep`): overlays found / clean scans flagged / clean scans flagged inside the "
-        "B-mode fan, at the run's own point and at the point picked on the other half.",
+        "B-mode fan, at the run's own point and at the point picked on the other half. The \"averaged\" rows "
+        "run all seeds' detectors as one (`--checkpoint` repeated: probabilities averaged, own threshold the mean "
+        "of theirs); `train compare` scores single checkpoints, so they have no Dice.",
         f"Machine: {machine()}.",
         *(kind_section(k, args.seeds) for k in args.kinds),
     ]) + "\n"
