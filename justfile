@@ -157,7 +157,7 @@ real-backgrounds KINDS="body_marker radial_line vascular_flow" MODES="seg n2n n2
     done
 
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
-# 16,384 windows each, with and without --hard-negatives 0.25; writes bench/results/hard_negatives_seeds.md
+# 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
 hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 3" DEVDATA="../shared/devdata/mmotu": setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -181,9 +181,14 @@ hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 
         done
         n=$(wc -w <<< "{{SEEDS}}")
         for hard in "" _hardneg; do  # all seeds' detectors as one: probabilities averaged
-            ens=() && for seed in {{SEEDS}}; do ens+=(--checkpoint $o/runs/seg_2x$hard$([ $seed = 0 ] || echo _seed$seed)/best.pt); done
+            ens=() members=()
+            for seed in {{SEEDS}}; do
+                c=$o/runs/seg_2x$hard$([ $seed = 0 ] || echo _seed$seed)/best.pt
+                ens+=(--checkpoint $c) members+=($c)
+            done
             {{bin}}/train check-real "${ens[@]}" --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean \
                 --out $rep/sweep_ensemble_${n}seeds$hard
+            runs+=(--run "all $n seeds averaged${hard:+, hard negatives 0.25}=$(IFS=,; echo "${members[*]}")")
         done
         {{bin}}/train compare --shards $o/shards/test_real_odd --out $rep/hard_negatives_seeds "${runs[@]}" \
             --title "$kind pasted on 39 held-out real clean scans; real-trained detectors, 16384 windows, with and without hard negatives, per seed"

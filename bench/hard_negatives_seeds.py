@@ -74,8 +74,9 @@ def kind_section(kind: str, seeds: list[int]) -> str:
     for hard in (False, True):  # all seeds as one detector: train check-real --checkpoint A --checkpoint B ...
         e = sweep(kind, None, hard, len(seeds))
         own, chosen, fan = e["held_out"]["own"], e["held_out"]["chosen"], e["held_out_clean_flagged_in_fan"]
+        ens = dice.get(f"all {len(seeds)} seeds averaged" + (HARD if hard else ""))
         rows.append([
-            f"all {len(seeds)}, averaged", "with" if hard else "without", "",
+            f"all {len(seeds)}, averaged", "with" if hard else "without", f"{ens['dice']['mean']:.3f}" if ens else "",
             f"{own[0]} / {own[2]} / {fan['own']}", f"{chosen[0]} / {chosen[2]} / {fan['chosen']}",
             f"{e['threshold']:g} / {e['min_area']}",
         ])
@@ -116,7 +117,7 @@ def main() -> None:
         "scans (`train check-real --sweep`): overlays found / clean scans flagged / clean scans flagged inside the "
         "B-mode fan, at the run's own point and at the point picked on the other half. The \"averaged\" rows "
         "run all seeds' detectors as one (`--checkpoint` repeated: probabilities averaged, own threshold the mean "
-        "of theirs); `train compare` scores single checkpoints, so they have no Dice.",
+        "of theirs; `train compare --run LABEL=A,B,...`).",
         f"Machine: {machine()}.",
         *(kind_section(k, args.seeds) for k in args.kinds),
     ]) + "\n"

@@ -162,8 +162,8 @@ def test_apply_fills_seg_masks_with_a_restoration_model(runs, tmp_path):
     assert bad.exit_code != 0 and "only a seg model's masks are filled" in bad.output
 
 
-def test_several_seg_checkpoints_average_their_probabilities(runs, tmp_path):
-    """apply/check-real with repeated --checkpoint: an ensemble of detectors, probabilities averaged."""
+def test_several_seg_checkpoints_average_their_probabilities(runs, shards, tmp_path):
+    """apply/check-real with repeated --checkpoint, compare with LABEL=A,B: an ensemble of detectors."""
     import torch
 
     from train.infer import load_predictor, predictor_from_checkpoint
@@ -188,6 +188,13 @@ def test_several_seg_checkpoints_average_their_probabilities(runs, tmp_path):
         assert r.exit_code == 0, r.output
     assert np.array_equal(cv2.imread(str(tmp_path / "single" / "a.mask.png")),
                           cv2.imread(str(tmp_path / "twice" / "a.mask.png")))
+    # train compare: members joined by ',' are one run; the same detector twice scores as the detector once
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"), "--out", str(out), "--run", f"ONE={seg}",
+                                  "--run", f"TWICE={seg},{seg}", "--run", f"BOTH={seg},{runs / 'seg2' / 'best.pt'}"])
+    assert r.exit_code == 0, r.output
+    table = json.loads((out / "table.json").read_text())
+    assert table["TWICE"]["dice"] == table["ONE"]["dice"] and table["BOTH"]["threshold"] == meta["threshold"]
     bad = CliRunner().invoke(main, ["apply", "--checkpoint", str(seg), "--checkpoint", str(runs / "n2n" / "best.pt"),
                                     str(scans), "--out", str(tmp_path / "o")])
     assert bad.exit_code != 0 and "only seg detectors can be combined" in bad.output and "Traceback" not in bad.output

@@ -272,9 +272,10 @@ def apply(checkpoint, inputs, out, threshold, fill, min_area) -> None:
 
 @main.command()
 @click.option("--shards", type=click.Path(path_type=Path), required=True, help="Held-out shard set to compare on.")
-@click.option("--run", "runs", multiple=True, required=True, metavar="LABEL=CHECKPOINT[+FILL]",
+@click.option("--run", "runs", multiple=True, required=True, metavar="LABEL=CHECKPOINT[,CHECKPOINT...][+FILL]",
               help="A model to compare, e.g. N2N=out/runs/n2n/best.pt (repeat). A seg checkpoint may name an "
-                   "n2n/n2c checkpoint after '+' to fill its masks: SEG=seg/best.pt+n2n/best.pt.")
+                   "n2n/n2c checkpoint after '+' to fill its masks: SEG=seg/best.pt+n2n/best.pt. Several seg "
+                   "checkpoints joined by ',' are one detector, their probabilities averaged.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
 @click.option("--title", default="Comparison on held-out shards", help="Report title.")
 @click.option("--max-samples", type=click.IntRange(1), default=None, help="Evaluate only the first N samples.")
@@ -293,10 +294,11 @@ def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
         if not sep or not label or not ckpt:
             raise click.ClickException(f"--run {r!r}: write it as LABEL=CHECKPOINT, e.g. N2N=out/runs/n2n/best.pt.")
         ckpt, _, fill = ckpt.partition("+")
-        for c in (ckpt, fill) if fill else (ckpt,):
+        members = ckpt.split(",")  # several seg checkpoints: one detector, probabilities averaged
+        for c in (*members, fill) if fill else members:
             if not Path(c).is_file():
                 raise click.ClickException(f"--run {label}: no checkpoint at {c}; train it with `train run` first.")
-        pairs.append((label, ckpt, fill or None))
+        pairs.append((label, members if len(members) > 1 else ckpt, fill or None))
     results = []
     with Progress(transient=True) as bar:
         task = bar.add_task("evaluating", total=len(pairs))

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from train.data import EVAL_FIELDS, ShardStream
 from train.evaluate import evaluate_batches, summary, write_figure
-from train.infer import filler_from_checkpoint, predictor_from_checkpoint
+from train.infer import checkpoint_label, filler_from_checkpoint, load_predictor
 
 TABLE_METRICS = ("dice", "iou", "pixel_accuracy", "ssim", "psnr_hvsm")
 """The paper's columns, in its order. SSIM and PSNR-HVS-M are of the cleaned image (network pixels
@@ -41,11 +41,12 @@ class Evaluated:
         return summary(self.rows)
 
 
-def evaluate_checkpoint(label: str, checkpoint: str | Path, shards: str | Path, max_samples: int | None = None,
+def evaluate_checkpoint(label: str, checkpoint: str | Path | list, shards: str | Path, max_samples: int | None = None,
                         keep_examples: int = 4, batch_size: int = 4, fill: str | Path | None = None) -> Evaluated:
     """Evaluate a checkpoint on shards with the mask threshold it picked on its validation data; `fill`
-    (an n2n/n2c checkpoint) fills a seg model's masks instead of inpainting."""
-    predictor, meta = predictor_from_checkpoint(checkpoint)
+    (an n2n/n2c checkpoint) fills a seg model's masks instead of inpainting. A list of seg checkpoints is
+    evaluated as one detector, their probabilities averaged (load_predictor)."""
+    predictor, meta = load_predictor(checkpoint)
     predictor.model.eval()
     filler = filler_from_checkpoint(fill, meta)
     stream = ShardStream(shards, (*EVAL_FIELDS, "sample_id"), shuffle=False)
@@ -53,7 +54,7 @@ def evaluate_checkpoint(label: str, checkpoint: str | Path, shards: str | Path, 
                                       threshold=meta.get("threshold"), max_samples=max_samples,
                                       keep_examples=keep_examples, filler=filler)
     mode = meta["mode"] if fill is None else f"{meta['mode']} + fill"
-    return Evaluated(label, str(checkpoint), mode, meta.get("threshold"), rows, examples)
+    return Evaluated(label, checkpoint_label(checkpoint), mode, meta.get("threshold"), rows, examples)
 
 
 def table_markdown(results: list[Evaluated], metrics: tuple[str, ...] = TABLE_METRICS, label_header: str = "model",
