@@ -163,6 +163,7 @@ hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 
     set -euo pipefail
     for kind in {{KINDS}}; do
         o=out/realbg/$kind rep=reports/quality/$kind/real_backgrounds runs=()
+        declare -A members=()  # "x" / "x_hardneg" -> the seeds' checkpoints, for the ensembles below
         for need in $o/shards/train $o/shards/test_real_odd out/quality/$kind/shards/val {{DEVDATA}}/annotated; do
             [ -d $need ] || { echo "$kind: $need is missing; run 'just real-backgrounds $kind' first." >&2; exit 1; }
         done
@@ -177,18 +178,15 @@ hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 
                 [ $sweep/operating_point.json -nt $run/best.pt ] || {{bin}}/train check-real --checkpoint $run/best.pt \
                     --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $sweep
                 runs+=(--run "seed $seed${hard:+, hard negatives 0.25}=$run/best.pt")
+                members[x$hard]+=" $run/best.pt"
             done
         done
         n=$(wc -w <<< "{{SEEDS}}")
         for hard in "" _hardneg; do  # all seeds' detectors as one: probabilities averaged
-            ens=() members=()
-            for seed in {{SEEDS}}; do
-                c=$o/runs/seg_2x$hard$([ $seed = 0 ] || echo _seed$seed)/best.pt
-                ens+=(--checkpoint $c) members+=($c)
-            done
-            {{bin}}/train check-real "${ens[@]}" --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean \
-                --out $rep/sweep_ensemble_${n}seeds$hard
-            runs+=(--run "all $n seeds averaged${hard:+, hard negatives 0.25}=$(IFS=,; echo "${members[*]}")")
+            read -ra ckpts <<< "${members[x$hard]}"
+            {{bin}}/train check-real $(printf -- '--checkpoint %s ' "${ckpts[@]}") --sweep \
+                --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/sweep_ensemble_${n}seeds$hard
+            runs+=(--run "all $n seeds averaged${hard:+, hard negatives 0.25}=$(IFS=,; echo "${ckpts[*]}")")
         done
         {{bin}}/train compare --shards $o/shards/test_real_odd --out $rep/hard_negatives_seeds "${runs[@]}" \
             --title "$kind pasted on 39 held-out real clean scans; real-trained detectors, 16384 windows, with and without hard negatives, per seed"

@@ -24,30 +24,37 @@ OUT = Path(__file__).parent / "results" / "hard_negatives_seeds.md"
 HARD = ", hard negatives 0.25"
 
 
-def label(seed: int, hard: bool) -> str:
-    return f"seed {seed}" + (HARD if hard else "")
+def label(name: str, hard: bool) -> str:
+    """A detector's label in `train compare`'s table (the recipe's --run LABEL)."""
+    return name + (HARD if hard else "")
 
 
-def sweep(kind: str, seed: int | None, hard: bool, n_seeds: int = 0) -> dict:
-    """One run's sweep, or (seed None) the sweep of the ensemble of all n_seeds runs."""
-    hn = "_hardneg" if hard else ""
-    name = f"sweep_real_trained_2x{hn}_seed{seed}" if seed is not None else f"sweep_ensemble_{n_seeds}seeds{hn}"
-    path = ROOT / "reports/quality" / kind / "real_backgrounds" / name / "operating_point.json"
+def load(kind: str, report: str) -> dict:
+    """A report's json under reports/quality/KIND/real_backgrounds/."""
+    path = ROOT / "reports/quality" / kind / "real_backgrounds" / report
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run `just hard-negatives-seeds` (it writes it) first.")
     return json.loads(path.read_text())
 
 
-def counts(kind: str, seed: int, hard: bool, dice: dict) -> dict:
-    s = sweep(kind, seed, hard)
-    own, chosen = s["held_out"]["own"], s["held_out"]["chosen"]
-    fan = s.get("held_out_clean_flagged_in_fan", {})
+def counts(sweep: dict, compared: dict | None) -> dict:
+    """One detector's figures: its sweep (operating_point.json) and its `train compare` entry, if any."""
+    own, chosen = sweep["held_out"]["own"], sweep["held_out"]["chosen"]
+    fan = sweep["held_out_clean_flagged_in_fan"]
     return {
-        "dice": dice[label(seed, hard)]["dice"]["mean"],
-        "own_found": own[0], "own_flagged": own[2], "own_fan": fan.get("own"),
-        "found": chosen[0], "flagged": chosen[2], "fan": fan.get("chosen"),
-        "point": f"{s['threshold']:g} / {s['min_area']}", "n_overlays": own[1], "n_clean": own[3],
+        "dice": compared["dice"]["mean"] if compared else None,
+        "own_found": own[0], "own_flagged": own[2], "own_fan": fan["own"],
+        "found": chosen[0], "flagged": chosen[2], "fan": fan["chosen"],
+        "point": f"{sweep['threshold']:g} / {sweep['min_area']}", "n_overlays": own[1], "n_clean": own[3],
     }
+
+
+def row(name, hard: bool, c: dict) -> list:
+    return [
+        name, "with" if hard else "without", "" if c["dice"] is None else f"{c['dice']:.3f}",
+        f"{c['own_found']} / {c['own_flagged']} / {c['own_fan']}", f"{c['found']} / {c['flagged']} / {c['fan']}",
+        c["point"],
+    ]
 
 
 def spread(values: list[float], fmt: str, sign: bool = False) -> str:
@@ -57,29 +64,19 @@ def spread(values: list[float], fmt: str, sign: bool = False) -> str:
 
 
 def kind_section(kind: str, seeds: list[int]) -> str:
-    compare = ROOT / "reports/quality" / kind / "real_backgrounds" / "hard_negatives_seeds" / "table.json"
-    if not compare.is_file():
-        raise SystemExit(f"{compare} is missing: run `just hard-negatives-seeds` (it writes it) first.")
-    dice = json.loads(compare.read_text())
+    dice = load(kind, "hard_negatives_seeds/table.json")
     rows, pairs = [], {"without": [], "with": []}
     for seed in seeds:
         for hard in (False, True):
-            c = counts(kind, seed, hard, dice)
+            hn = "_hardneg" if hard else ""
+            sweep = load(kind, f"sweep_real_trained_2x{hn}_seed{seed}/operating_point.json")
+            c = counts(sweep, dice[label(f"seed {seed}", hard)])
             pairs["with" if hard else "without"].append(c)
-            rows.append([
-                seed, "with" if hard else "without", f"{c['dice']:.3f}",
-                f"{c['own_found']} / {c['own_flagged']} / {c['own_fan']}",
-                f"{c['found']} / {c['flagged']} / {c['fan']}", c["point"],
-            ])
+            rows.append(row(seed, hard, c))
     for hard in (False, True):  # all seeds as one detector: train check-real --checkpoint A --checkpoint B ...
-        e = sweep(kind, None, hard, len(seeds))
-        own, chosen, fan = e["held_out"]["own"], e["held_out"]["chosen"], e["held_out_clean_flagged_in_fan"]
-        ens = dice.get(f"all {len(seeds)} seeds averaged" + (HARD if hard else ""))
-        rows.append([
-            f"all {len(seeds)}, averaged", "with" if hard else "without", f"{ens['dice']['mean']:.3f}" if ens else "",
-            f"{own[0]} / {own[2]} / {fan['own']}", f"{chosen[0]} / {chosen[2]} / {fan['chosen']}",
-            f"{e['threshold']:g} / {e['min_area']}",
-        ])
+        hn, name = "_hardneg" if hard else "", label(f"all {len(seeds)} seeds averaged", hard)
+        c = counts(load(kind, f"sweep_ensemble_{len(seeds)}seeds{hn}/operating_point.json"), dice.get(name))
+        rows.append(row(f"all {len(seeds)}, averaged", hard, c))
     n_over, n_clean = pairs["with"][0]["n_overlays"], pairs["with"][0]["n_clean"]
     summary = []
     for key, name, fmt in (

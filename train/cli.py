@@ -298,7 +298,7 @@ def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
         for c in (*members, fill) if fill else members:
             if not Path(c).is_file():
                 raise click.ClickException(f"--run {label}: no checkpoint at {c}; train it with `train run` first.")
-        pairs.append((label, members if len(members) > 1 else ckpt, fill or None))
+        pairs.append((label, members, fill or None))
     results = []
     with Progress(transient=True) as bar:
         task = bar.add_task("evaluating", total=len(pairs))

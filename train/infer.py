@@ -64,8 +64,6 @@ def load_predictor(checkpoints: str | Path | list) -> tuple[Predictor | Ensemble
             if meta.get(key) != metas[0].get(key):
                 raise TrainError(f"{p}: trained with {key} {meta.get(key)}, {paths[0]} with {metas[0].get(key)}; "
                                  f"combine detectors trained on shards of the same {key}.")
-    for m in members:
-        m.model.eval()
     meta = dict(metas[0])
     own = [m["threshold"] for m in metas if m.get("threshold") is not None]
     meta["threshold"] = round(float(np.mean(own)), 3) if own else None
