@@ -31,7 +31,7 @@ test-slow *ARGS: setup
 
 # benchmarks; writes bench/results/*.md
 bench: setup
-    cd bench && ../{{py}} bench_build.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py
+    cd bench && ../{{py}} bench_build.py && ../{{py}} bench_exactmath.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py
 
 # what each tuning step buys (~65 min on 2 cores; reuses finished runs); writes bench/results/tuning.md
 bench-tuning: setup

@@ -22,6 +22,7 @@ import numpy as np
 
 import synth
 from synth.clean import CleanCache, CleanSet, folder_clean_set, phantom_clean_set
+from synth.exactmath import cpu_exact
 from synth.icons import DEFAULT_ICON_DIR, IconSet, load_icon_set
 from synth.images import Augmenter, AugmentOptions
 from synth.kinds import CLASS_IDS, KINDS
@@ -172,6 +173,7 @@ class SampleMaker:
         self.augment = Augmenter(AugmentOptions(enabled=plan.cfg.augment))
         self.render_opts = render_options(plan.cfg)
 
+    @cpu_exact
     def rendered(self, i: int):
         """(RenderedPair, clean_id) of sample i: every random choice comes from SeedSequence([seed, i])."""
         from synth.render import render_pair_detailed

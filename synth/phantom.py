@@ -44,6 +44,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from synth import exactmath as em
+
 GEOMETRIES = ("convex", "abdominal", "linear")
 """`convex`: transvaginal-like sector, apex near the top, 110-150 deg. `abdominal`: convex probe
 with the apex above the frame, 55-65 deg, flat-ish wide top. `linear`: a rectangle."""
@@ -142,7 +144,8 @@ class Probe:
             return self.left_px + half_w * (1.0 + u), self.top_px + d_px
         r_px = self.radius_near_px + d_px
         theta = u * self.half_angle_rad
-        return self.apex_x_px + r_px * np.sin(theta), self.apex_y_px + r_px * np.cos(theta)
+        sn, cs = em.sincos(theta)
+        return self.apex_x_px + r_px * sn, self.apex_y_px + r_px * cs
 
 
 def _speckle_radius_px(r_px, probe: Probe):
@@ -154,9 +157,9 @@ def _speckle_radius_px(r_px, probe: Probe):
     """
     r_mid_px = 0.5 * (probe.radius_near_px + probe.radius_far_px)
     if np.ndim(r_px) == 0:
-        return r_mid_px**0.6 * max(float(r_px), 1.0) ** 0.4
+        return em.power(r_mid_px, 0.6) * em.power(max(float(r_px), 1.0), 0.4)
     r_px = np.maximum(r_px, np.float32(1.0))
-    return np.float32(r_mid_px**0.6) * cv2.pow(r_px, 0.4)  # cv2.pow on float32: ~5x numpy's **
+    return np.float32(em.power(r_mid_px, 0.6)) * cv2.pow(r_px, 0.4)  # cv2.pow on float32: ~5x numpy's **
 
 
 @dataclass(frozen=True)
@@ -312,7 +315,7 @@ def sample_layers(rng: np.random.Generator, geometry: str) -> tuple[Layer, ...]:
                 wave_frac=rng.uniform(0.0, 0.025),
                 wave_cycles=rng.uniform(0.5, 2.0),
                 wave_phase_rad=rng.uniform(0, 2 * math.pi),
-                echo=float(np.exp(rng.normal(0.0, 0.3))),
+                echo=em.exp(float(rng.normal(0.0, 0.3))),
                 interface=rng.uniform(0.0, 1.2) if rng.random() < 0.6 else 0.0,
             )
         )
@@ -346,7 +349,7 @@ def _place_lesion(
     depth_px = probe.depth_px
     d_px = rng.uniform(0.25 if kind == "cyst" else 0.15, 0.75) * depth_px
     if kind == "cyst":
-        half_height_px = math.hypot(axes_px[0] * math.sin(angle_rad), axes_px[1] * math.cos(angle_rad))
+        half_height_px = math.hypot(axes_px[0] * em.sin(angle_rad), axes_px[1] * em.cos(angle_rad))
         d_px = min(max(d_px, half_height_px + 0.12 * depth_px), 0.8 * depth_px)
     x_px, y_px = probe.frame_coords(np.float64(d_px), np.float64(rng.uniform(-0.7, 0.7)))
     return float(np.clip(x_px, 0.1 * size_px, 0.9 * size_px)), float(y_px)
@@ -365,7 +368,7 @@ def sample_lesion(rng: np.random.Generator, probe: Probe, kind: str, size_px: in
             harmonics=_sample_harmonics(rng, 0.25),
             roughness=rng.uniform(0.03, 0.1),
             edge_frac=rng.uniform(0.03, 0.1),
-            echo=float(np.exp(rng.normal(0.1, 0.55))),
+            echo=em.exp(float(rng.normal(0.1, 0.55))),
             texture=rng.uniform(0.05, 0.3),
             posterior_gain=1.0,
             wall=0.0,
@@ -381,7 +384,7 @@ def sample_lesion(rng: np.random.Generator, probe: Probe, kind: str, size_px: in
             harmonics=_sample_harmonics(rng, 0.12),
             roughness=rng.uniform(0.0, 0.02),
             edge_frac=rng.uniform(0.003, 0.008),
-            echo=float(np.exp(rng.uniform(math.log(0.05), math.log(0.45)))),  # anechoic to "ground glass"
+            echo=em.exp(float(rng.uniform(em.log(0.05), em.log(0.45)))),  # anechoic to "ground glass"
             texture=rng.uniform(0.0, 0.2),
             posterior_gain=rng.uniform(1.3, 2.0),
             wall=rng.uniform(0.3, 1.2),
@@ -399,7 +402,7 @@ def sample_lesion(rng: np.random.Generator, probe: Probe, kind: str, size_px: in
             harmonics=_sample_harmonics(rng, 0.2),
             roughness=rng.uniform(0.02, 0.08),
             edge_frac=rng.uniform(0.01, 0.03),
-            echo=float(np.exp(rng.normal(0.8, 0.3) if shadowing else rng.normal(0.15, 0.35))),
+            echo=em.exp(float(rng.normal(0.8, 0.3) if shadowing else rng.normal(0.15, 0.35))),
             texture=rng.uniform(0.1, 0.35),
             posterior_gain=rng.uniform(0.25, 0.6) if shadowing else rng.uniform(0.9, 1.15),
             wall=0.0,  # a bright ring around a small solid lesion reads like an annotation circle
@@ -458,7 +461,7 @@ def sample_phantom(
         probe=probe,
         layers=layers,
         lesions=lesions,
-        gain_grey=float(np.exp(rng.normal(math.log(65.0), 0.18))),
+        gain_grey=em.exp(float(rng.normal(em.log(65.0), 0.18))),
         heterogeneity=rng.uniform(0.15, 0.4),
         texture=rng.uniform(0.1, 0.4),
         streaks=rng.uniform(0.2, 0.8),
@@ -522,7 +525,7 @@ def _speckle(
     """
     noise = rng.standard_normal((rows, cols, 2 * _SPECKLE_LOOKS), dtype=np.float32)
     sy, sx = sigma_rc
-    field = cv2.GaussianBlur(noise, (0, 0), sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT)
+    field = em.gaussian_blur(noise, sx, sy, border=cv2.BORDER_REFLECT)
     intensity = np.einsum("rcl,rcl->rc", field, field)
     speckle = cv2.pow(intensity, power)
     speckle *= np.float32(1.0 / max(float(speckle.mean()), 1e-12))
@@ -534,7 +537,7 @@ def _lesion_shape(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Soft interior mask (0..1), wall brightness and halo gain of one lesion at frame points."""
     dx, dy = x_px - np.float32(lesion.centre_x_px), y_px - np.float32(lesion.centre_y_px)
-    c, s = np.float32(math.cos(lesion.angle_rad)), np.float32(math.sin(lesion.angle_rad))
+    s, c = (np.float32(v) for v in em.sincos(lesion.angle_rad))
     along = (c * dx + s * dy) / np.float32(lesion.semi_axis_a_px)
     across = (-s * dx + c * dy) / np.float32(lesion.semi_axis_b_px)
     rho = np.sqrt(along * along + across * across)
@@ -546,7 +549,7 @@ def _lesion_shape(
         power = power * unit  # exp(i k phi), starting at k = 2
         outline += (
             np.float32(amplitude)
-            * (power * np.complex64(complex(math.cos(phase_rad), math.sin(phase_rad)))).real
+            * (power * np.complex64(complex(em.cos(phase_rad), em.sin(phase_rad)))).real
         )
     rho = rho / np.maximum(outline, np.float32(0.2)) + np.float32(lesion.roughness) * lobes
     scale_px = np.float32(0.5 * (lesion.semi_axis_a_px + lesion.semi_axis_b_px))
@@ -558,8 +561,8 @@ def _lesion_shape(
     outside_px = (rho - 1.0) * scale_px
     # The far (posterior) wall is brighter: the beam hits it at normal incidence.
     far_side = 0.35 + 0.65 * np.clip(dy / scale_px + 0.3, 0.0, 1.0)
-    wall = np.float32(lesion.wall) * np.exp(-((outside_px / np.float32(1.5 * line_px)) ** 2)) * far_side
-    halo = np.float32(lesion.halo) * np.exp(
+    wall = np.float32(lesion.wall) * em.exp(-((outside_px / np.float32(1.5 * line_px)) ** 2)) * far_side
+    halo = np.float32(lesion.halo) * em.exp(
         -((np.maximum(outside_px, 0.0) / np.float32(0.06 * size_px)) ** 2)
     )
     return inside, wall, halo
@@ -585,8 +588,8 @@ def _beam_window(
         dx, dy = lesion.centre_x_px - probe.apex_x_px, lesion.centre_y_px - probe.apex_y_px
         r_c = math.hypot(dx, dy)
         d_c = r_c - probe.radius_near_px
-        half = math.asin(reach_px / r_c) if reach_px < r_c else math.pi
-        theta_c = math.atan2(dx, dy)
+        half = em.atan2(reach_px, math.sqrt(r_c * r_c - reach_px * reach_px)) if reach_px < r_c else math.pi
+        theta_c = em.atan2(dx, dy)
         u_lo, u_hi = (theta_c - half) / probe.half_angle_rad, (theta_c + half) / probe.half_angle_rad
     row_scale, col_scale = (rows - 1) / probe.depth_px, 0.5 * (cols - 1)
     r0 = max(math.floor((d_c - reach_px) * row_scale), 0)
@@ -616,7 +619,7 @@ def _echo_map(params: PhantomParams, rng: np.random.Generator, rows: int, cols: 
     # Sparse bright streaks along the arcs (fascia, vessel walls, bowel): peaks of a thin field.
     # Kept long and dim: short bright blobs in rows look like the dotted lines of calipers.
     glints = _tissue_field(rng, d_px, s_px, probe, (0.02 * size_px, 0.12 * size_px))
-    echo = np.exp(np.float32(params.heterogeneity) * slow) * (
+    echo = em.exp(np.float32(params.heterogeneity) * slow) * (
         1.0 + np.float32(params.texture * 0.5) * clutter
     )
     echo += np.float32(params.streaks) * np.maximum(glints - 1.0, 0.0)
@@ -632,12 +635,12 @@ def _echo_map(params: PhantomParams, rng: np.random.Generator, rows: int, cols: 
             layer.depth_frac
             + layer.tilt_frac * u
             + layer.wave_frac
-            * np.sin(np.float32(layer.wave_cycles * math.pi) * u + np.float32(layer.wave_phase_rad))
+            * em.sin(np.float32(layer.wave_cycles * math.pi) * u + np.float32(layer.wave_phase_rad))
         )
         dist_px = d_px - boundary_px - roughness_px
-        level += np.float32(0.5 * (layer.echo - prev_echo)) * (1.0 + np.tanh(dist_px / (2.0 * line_px)))
+        level += np.float32(0.5 * (layer.echo - prev_echo)) * (1.0 + em.tanh(dist_px / (2.0 * line_px)))
         if layer.interface > 0:
-            lines += np.float32(layer.interface) * np.exp(-((dist_px / line_px) ** 2))
+            lines += np.float32(layer.interface) * em.exp(-((dist_px / line_px) ** 2))
         prev_echo = layer.echo
     echo *= np.maximum(level, 0.05)
     echo += lines * (1.0 + 0.5 * clutter)
@@ -669,21 +672,22 @@ def _echo_map(params: PhantomParams, rng: np.random.Generator, rows: int, cols: 
             np.maximum(halos[win], halo, out=halos[win])
             # Posterior gain accrues per pixel of lesion crossed: the full gain after its thickness.
             thickness_px = 2.0 * float(min(lesion.semi_axis_a_px, lesion.semi_axis_b_px))
-            log_posterior[win] += np.float32(math.log(lesion.posterior_gain) / thickness_px * row_px) * inside
+            log_posterior[win] += np.float32(em.log(lesion.posterior_gain) / thickness_px * row_px) * inside
         interior = weighted / np.maximum(weight, np.float32(1e-6))
         echo = echo * (1.0 + halos) * (1.0 - union) + interior * union + walls * (1.0 - union)
     # Cap the stacked gain: behind several cysts the scanner's TGC would be turned down.
-    echo *= np.exp(np.clip(np.cumsum(log_posterior, axis=0), np.float32(-2.0), np.float32(0.9)))
+    echo *= em.exp(np.clip(np.cumsum(log_posterior, axis=0), np.float32(-2.0), np.float32(0.9)))
 
     # Time-gain compensation leaves depth roughly flat: ring-down at the face, a wiggle, a far drop.
     tgc = (
         1.0
-        + np.float32(params.near_field_gain) * np.exp(-d_px / np.float32(0.012 * params.size_px))
+        + np.float32(params.near_field_gain) * em.exp(-d_px / np.float32(0.012 * params.size_px))
         + np.float32(params.tgc_wobble)
-        * np.sin(np.float32(2 * math.pi * 1.5) * d_frac + np.float32(params.tgc_phase_rad))
+        * em.sin(np.float32(2 * math.pi * 1.5) * d_frac + np.float32(params.tgc_phase_rad))
     )
     tgc *= 1.0 - np.float32(params.far_drop) * np.clip((d_frac - 0.8) / 0.2, 0.0, 1.0)
-    lateral = 1.0 - np.float32(params.lateral_falloff) * np.abs(u) ** 4
+    u2 = u * u
+    lateral = 1.0 - np.float32(params.lateral_falloff) * (u2 * u2)
     return np.float32(params.gain_grey) * echo * tgc * lateral
 
 
@@ -696,6 +700,7 @@ def _pixel_grid(size_px: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
+@em.cpu_exact
 def render_phantom(params: PhantomParams) -> np.ndarray:
     """Render `params` to a (size_px, size_px, 3) uint8 RGB image with R = G = B."""
     size_px = params.size_px
@@ -738,7 +743,7 @@ def render_phantom(params: PhantomParams) -> np.ndarray:
 
     knee, span = np.float32(_DISPLAY_KNEE_GREY), np.float32(_DISPLAY_CEILING_GREY - _DISPLAY_KNEE_GREY)
     bright = grey > knee
-    grey[bright] = knee + span * np.tanh((grey[bright] - knee) / span)
+    grey[bright] = knee + span * em.tanh((grey[bright] - knee) / span)
     _draw_ui(grey, params)
     out = np.clip(grey + 0.5, 0, 255).astype(np.uint8)
     return cv2.cvtColor(out, cv2.COLOR_GRAY2RGB)

@@ -38,6 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from synth import exactmath as em
 from synth.icons import Icon, IconSet
 from synth.kinds import CLASS_IDS, KINDS
 
@@ -112,6 +113,13 @@ EDGE_BAND = 0.15
 """placement="edges": the body marker lies within this fraction of the image size from one border."""
 
 _Y_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # JPEG (BT.601 full-range) luma
+
+
+def _luma(colour: np.ndarray) -> np.ndarray:
+    """BT.601 luma of (..., 3) float32 colours as an explicit weighted sum: `@` may go to a BLAS kernel
+    that rounds differently on other processors (synth/exactmath.py)."""
+    w = _Y_WEIGHTS
+    return colour[..., 0] * w[0] + colour[..., 1] * w[1] + colour[..., 2] * w[2]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -409,7 +417,7 @@ def _densify(pts: np.ndarray, step_px: float = 0.75, closed: bool = False) -> np
     if closed:
         pts = np.vstack([pts, pts[:1]])
     seg = np.diff(pts, axis=0)
-    n = np.maximum(1, np.ceil(np.hypot(seg[:, 0], seg[:, 1]) / step_px).astype(int))
+    n = np.maximum(1, np.ceil(em.hypot(seg[:, 0], seg[:, 1]) / step_px).astype(int))
     idx = np.repeat(np.arange(len(seg)), n)
     starts = np.cumsum(n) - n
     t = (np.arange(idx.size) - starts[idx]) / n[idx]
@@ -591,7 +599,7 @@ def _icon_by_name(icons: IconSet, kind: str, name: str) -> Icon:
 
 
 def _rotated_size(w: float, h: float, angle_deg: float) -> tuple[float, float]:
-    c, s = abs(math.cos(math.radians(angle_deg))), abs(math.sin(math.radians(angle_deg)))
+    c, s = abs(em.cos(math.radians(angle_deg))), abs(em.sin(math.radians(angle_deg)))
     return w * c + h * s, w * s + h * c
 
 
@@ -634,7 +642,7 @@ def sample_body_marker(
         colour = (255, int(rng.integers(235, 256)), int(rng.integers(0, 110)))
     opacity = float(rng.uniform(0.85, 1.0))
     for attempt in range(80):
-        s = scale * (0.985**attempt)
+        s = scale * em.power(0.985, attempt)
         bw, bh = _rotated_size(iw * s, ih * s, angle)
         bw, bh = bw + 2, bh + 2  # linear-interpolation fringe
         if bw >= w - 2 or bh >= h - 2:
@@ -921,10 +929,10 @@ def sample_radial_line(
     pairs: list[CaliperPair] = []
     for i in range(n_pairs):
         for attempt in range(60):
-            shrink = 0.97**attempt
+            shrink = em.power(0.97, attempt)
             if i == 1 and pairs and rng.random() < 0.6:  # two orthogonal diameters
                 p = pairs[0]
-                theta = math.degrees(math.atan2(p.y1 - p.y0, p.x1 - p.x0)) + 90 + float(rng.normal(0, 8))
+                theta = math.degrees(em.atan2(p.y1 - p.y0, p.x1 - p.x0)) + 90 + float(rng.normal(0, 8))
                 d = math.hypot(p.x1 - p.x0, p.y1 - p.y0) * float(rng.uniform(0.4, 1.1)) * shrink
                 mx = (p.x0 + p.x1) / 2 + float(rng.normal(0, 0.08)) * d
                 my = (p.y0 + p.y1) / 2 + float(rng.normal(0, 0.08)) * d
@@ -933,7 +941,7 @@ def sample_radial_line(
                 d = w * (0.07 + 0.65 * float(rng.beta(2.0, 2.6))) * shrink
                 mx = my = None
             d = max(d, 4 * r1 + 2)
-            c, sn = math.cos(math.radians(theta)), math.sin(math.radians(theta))
+            sn, c = em.sincos(math.radians(theta))
             fit = min((w - 2 * margin) / max(abs(c), 1e-6), (h - 2 * margin) / max(abs(sn), 1e-6))
             d = min(d, fit)
             if d < 3 * r1:
@@ -1069,7 +1077,7 @@ def draw_radial_line(params: RadialLineParams, layer: Layer, icons: IconSet | No
     p, cid = params, CLASS_IDS["radial_line"]
     for pair in p.pairs:
         dots = _dots_on_segment(pair.x0, pair.y0, pair.x1, pair.y1, p.dot_period_px)
-        angle = abs(math.degrees(math.atan2(pair.y1 - pair.y0, pair.x1 - pair.x0))) % 180
+        angle = abs(math.degrees(em.atan2(pair.y1 - pair.y0, pair.x1 - pair.x0))) % 180
         near_h = angle < 30 or angle > 150
         dw = p.dot_px * (2 if (p.style == "ge" and near_h) else 1)
         dots = np.stack(
@@ -1167,7 +1175,8 @@ def _box_outline(p: VascularFlowParams, step_px: float = 0.75) -> np.ndarray:
         def arc(r, a0, a1):
             n = max(2, int(abs(math.radians(a1 - a0)) * r / step_px) + 1)
             t = np.radians(np.linspace(a0, a1, n))
-            return np.stack([p.apex_x + r * np.cos(t), p.apex_y + r * p.aspect * np.sin(t)], axis=1)
+            sn, cs = em.sincos(t)
+            return np.stack([p.apex_x + r * cs, p.apex_y + r * p.aspect * sn], axis=1)
 
         inner = arc(p.r_in, p.theta0_deg, p.theta1_deg)
         outer = arc(p.r_out, p.theta1_deg, p.theta0_deg)
@@ -1184,19 +1193,20 @@ def _outline_probe(p: VascularFlowParams, step_px: float) -> np.ndarray:
     t0, t1 = math.radians(p.theta0_deg), math.radians(p.theta1_deg)
     parts = []
     for r in (p.r_in, p.r_out):
-        t = np.linspace(t0, t1, max(2, int(r * (t1 - t0) / step_px) + 1))
-        parts.append(np.stack([p.apex_x + r * np.cos(t), p.apex_y + r * p.aspect * np.sin(t)], axis=1))
+        sn, cs = em.sincos(np.linspace(t0, t1, max(2, int(r * (t1 - t0) / step_px) + 1)))
+        parts.append(np.stack([p.apex_x + r * cs, p.apex_y + r * p.aspect * sn], axis=1))
     for t in (t0, t1):
         r = np.linspace(p.r_in, p.r_out, max(2, int((p.r_out - p.r_in) / step_px) + 1))
-        parts.append(np.stack([p.apex_x + r * math.cos(t), p.apex_y + r * p.aspect * math.sin(t)], axis=1))
+        sn, cs = em.sincos(t)
+        parts.append(np.stack([p.apex_x + r * cs, p.apex_y + r * p.aspect * sn], axis=1))
     return np.vstack(parts)
 
 
 def _inside_box(p: VascularFlowParams, x: np.ndarray, y: np.ndarray, margin: float) -> np.ndarray:
     if p.shape == "sector":
         dx, dy = x - p.apex_x, (y - p.apex_y) / p.aspect
-        r = np.hypot(dx, dy)
-        t = np.degrees(np.arctan2(dy, dx))
+        r = em.hypot(dx, dy)
+        t = np.degrees(em.atan2(dy, dx))
         dt = np.degrees(margin / np.maximum(r, 1.0))
         return (r > p.r_in + margin) & (r < p.r_out - margin) & (t > p.theta0_deg + dt) & (t < p.theta1_deg - dt)
     c = np.asarray(p.corners, np.float64)
@@ -1230,7 +1240,7 @@ def _sample_box_geometry(rng, h: int, w: int, shrink: float) -> dict:
         tc = 90 + float(rng.normal(0, 6))
         t0, t1 = max(5.0, tc - span / 2), min(175.0, tc + span / 2)
         aspect = float(rng.uniform(0.9, 1.1))
-        min_sin = min(math.sin(math.radians(t0)), math.sin(math.radians(t1)))
+        min_sin = min(em.sin(math.radians(t0)), em.sin(math.radians(t1)))
         face = tv and rng.random() < 0.5
         if tv:
             r_in = float(rng.uniform(0.10, 0.16) if face else rng.uniform(0.16, 0.45)) * h
@@ -1250,8 +1260,9 @@ def _sample_box_geometry(rng, h: int, w: int, shrink: float) -> dict:
             g.update(apex_x=apex_x, apex_y=apex_y, r_in=r_in, r_out=r_out, theta0_deg=t0, theta1_deg=t1, aspect=aspect)
             # extremes of an annular sector lie at its end angles or straight down (0 < t0 < t1 < 180)
             ts = np.radians([t0, t1, 90.0] if t0 < 90 < t1 else [t0, t1])
-            xs = apex_x + np.outer([r_in, r_out], np.cos(ts))
-            ys = apex_y + aspect * np.outer([r_in, r_out], np.sin(ts))
+            sn, cs = em.sincos(ts)
+            xs = apex_x + np.outer([r_in, r_out], cs)
+            ys = apex_y + aspect * np.outer([r_in, r_out], sn)
             if xs.min() >= 2 and xs.max() <= w - 3 and ys.min() >= 2 and ys.max() <= h - 3:
                 if depth >= 0.06 * h and span >= 15:
                     return g
@@ -1267,7 +1278,7 @@ def _sample_box_geometry(rng, h: int, w: int, shrink: float) -> dict:
     bh = float(rng.uniform(0.25, 0.7)) * h * shrink
     sh = 0.0
     if shape == "parallelogram":
-        sh = bh * math.tan(math.radians(float(rng.uniform(10, 25)))) * (1 if rng.random() < 0.5 else -1)
+        sh = bh * em.tan(math.radians(float(rng.uniform(10, 25)))) * (1 if rng.random() < 0.5 else -1)
     span_x = bw + abs(sh)
     if span_x > w - 6 or bh > h - 6:
         return {}
@@ -1318,7 +1329,7 @@ def _sample_vessels(rng, p_geom: VascularFlowParams, w: int, avoid) -> tuple[Ves
         return ()
     outline = _box_outline(p_geom, 4.0)
     area = float(cv2.contourArea(outline.astype(np.float32)))
-    target_px = math.exp(float(rng.uniform(math.log(0.003), math.log(0.12)))) * area
+    target_px = em.exp(float(rng.uniform(em.log(0.003), em.log(0.12)))) * area
     x_lo, y_lo = outline.min(axis=0)
     x_hi, y_hi = outline.max(axis=0)
     n_clusters = int(rng.integers(1, 5))
@@ -1346,8 +1357,9 @@ def _sample_vessels(rng, p_geom: VascularFlowParams, w: int, avoid) -> tuple[Ves
             heading = heading0 + float(rng.normal(0, 0.6)) + np.cumsum(rng.normal(0, 0.4, n_steps))
             x0 = cx + float(rng.normal(0, 1.5 * width))
             y0 = cy + float(rng.normal(0, 1.5 * width))
-            xs = x0 + np.concatenate([[0.0], np.cumsum(step * np.cos(heading))])
-            ys = y0 + np.concatenate([[0.0], np.cumsum(step * np.sin(heading))])
+            sn, cs = em.sincos(heading)
+            xs = x0 + np.concatenate([[0.0], np.cumsum(step * cs)])
+            ys = y0 + np.concatenate([[0.0], np.cumsum(step * sn)])
             if not _inside_box(p_geom, xs, ys, margin).all():
                 continue
             arr = np.stack([xs, ys], axis=1)
@@ -1393,7 +1405,7 @@ def sample_vascular_flow(
     width = width_s * s
     geom: dict = {}
     for attempt in range(60):  # with `avoid`, later tries are smaller so that they fit beside/inside A
-        geom = _sample_box_geometry(rng, h, w, 0.95**attempt)
+        geom = _sample_box_geometry(rng, h, w, em.power(0.95, attempt))
         if not geom:
             continue
         tmp = VascularFlowParams(
@@ -1487,7 +1499,7 @@ def _draw_vessels(vs: list[Vessel], inside: np.ndarray, layer: Layer, cid: int) 
         cv2.LINE_AA,
         2,
     )
-    f = cv2.GaussianBlur(cov, (0, 0), max(0.6, v.width_px * 0.3))
+    f = em.gaussian_blur(cov, max(0.6, v.width_px * 0.3))
     # break the strokes into blobs and speckles (colour flow is patchy): multiply by smooth noise whose
     # cells are ~half the stroke width
     tr = np.random.default_rng(v.seed)
@@ -1538,7 +1550,7 @@ def draw_vascular_flow(params: VascularFlowParams, layer: Layer, icons: IconSet 
     width_screen = p.width_px / p.scale
     if p.line == "dotted":  # exact-coverage dots, no raster over the whole box
         seg = np.diff(outline, axis=0)
-        arclen = np.concatenate([[0.0], np.cumsum(np.hypot(seg[:, 0], seg[:, 1]))])
+        arclen = np.concatenate([[0.0], np.cumsum(em.hypot(seg[:, 0], seg[:, 1]))])
         t = np.arange(0.0, arclen[-1] - p.period_px / 2, p.period_px)
         dots = np.stack([np.interp(t, arclen, outline[:, 0]), np.interp(t, arclen, outline[:, 1])], axis=1)
         dots = _snap_pts(dots, p.scale, p.on_px / p.scale)
@@ -1549,7 +1561,7 @@ def draw_vascular_flow(params: VascularFlowParams, layer: Layer, icons: IconSet 
         ras.polyline(_snap_pts(outline, p.scale, width_screen), True, p.width_px)
     else:  # dashed
         seg = np.diff(outline, axis=0)
-        arclen = np.concatenate([[0.0], np.cumsum(np.hypot(seg[:, 0], seg[:, 1]))])
+        arclen = np.concatenate([[0.0], np.cumsum(em.hypot(seg[:, 0], seg[:, 1]))])
         on = (arclen % p.period_px) < p.on_px
         edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
         ras.polylines(
@@ -1889,12 +1901,12 @@ def _nonzero(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _sparse_sparse(p: _Piece, sigma: float | None, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_sparse_piece` for a sparse constant-colour piece; the chroma blur is a scatter of the
     (separable, cv2-equal) Gaussian kernel around each covered pixel."""
-    y = float(p.colour @ _Y_WEIGHTS)
+    y = float(_luma(p.colour))
     chroma = p.colour - np.float32(y)
     if sigma is None or sigma <= 0 or np.abs(chroma).max() < 0.5:
         return p.ys * w + p.xs, p.alpha, p.alpha[:, None] * p.colour
     m = math.ceil(3 * sigma)
-    g1 = cv2.getGaussianKernel(2 * m + 1, sigma).astype(np.float64).reshape(-1)
+    g1 = em.gaussian_kernel(2 * m + 1, sigma)
     g2 = np.outer(g1, g1).reshape(-1)
     d = np.arange(-m, m + 1)
     dy, dx = np.repeat(d, len(d)), np.tile(d, len(d))
@@ -1924,7 +1936,7 @@ def _sparse_piece(p: _Piece, sigma: float | None, h: int, w: int) -> tuple[np.nd
         return _sparse_sparse(p, sigma, h, w)
     const = p.colour.ndim == 1
     if const:
-        y = float(p.colour @ _Y_WEIGHTS)
+        y = float(_luma(p.colour))
         chroma = p.colour - np.float32(y)
         grey = np.abs(chroma).max() < 0.5
     else:  # e.g. a white icon tinted grey has no chroma to smear
@@ -1943,7 +1955,7 @@ def _sparse_piece(p: _Piece, sigma: float | None, h: int, w: int) -> tuple[np.nd
     ph, pw = p.alpha.shape
     alpha = np.zeros((y1 - y0, x1 - x0), np.float32)
     alpha[oy : oy + ph, ox : ox + pw] = p.alpha
-    blurred = cv2.GaussianBlur(alpha, (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
+    blurred = em.gaussian_blur(alpha, sigma, ksize=k, border=cv2.BORDER_CONSTANT)
     ys, xs = _nonzero((blurred > _SPILL_EPS) | (alpha > 0))
     a = alpha[ys, xs]
     if const:
@@ -1951,8 +1963,8 @@ def _sparse_piece(p: _Piece, sigma: float | None, h: int, w: int) -> tuple[np.nd
     else:
         col = np.zeros(alpha.shape + (3,), np.float32)
         col[oy : oy + ph, ox : ox + pw] = p.colour
-        lum = col @ _Y_WEIGHTS
-        chr_ = cv2.GaussianBlur(col - lum[..., None], (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
+        lum = _luma(col)
+        chr_ = em.gaussian_blur(col - lum[..., None], sigma, ksize=k, border=cv2.BORDER_CONSTANT)
         prem = lum[ys, xs][:, None] + chr_[ys, xs]
     return (ys + y0) * w + (xs + x0), a, prem.astype(np.float32)
 
@@ -2150,6 +2162,7 @@ class RenderedPair:
         }
 
 
+@em.cpu_exact
 def render_pair_detailed(
     kind: str, rng: np.random.Generator, clean: np.ndarray, icons: IconSet | None, opts: RenderOptions = RenderOptions()
 ) -> RenderedPair:
