@@ -51,7 +51,7 @@ class _Numpy:
 
     @staticmethod
     def ldexp(m, k):
-        return np.ldexp(m, k.astype(np.int32))
+        return np.ldexp(m, np.nan_to_num(k, nan=0.0, posinf=0.0, neginf=0.0).astype(np.int32))  # m is nan there
 
 
 class _Python:
@@ -62,7 +62,7 @@ class _Python:
 
     @staticmethod
     def rint(v):
-        return float(round(v))
+        return float(round(v)) if math.isfinite(v) else v
 
     @staticmethod
     def clip(v, lo, hi):
@@ -74,7 +74,7 @@ class _Python:
 
     @staticmethod
     def ldexp(m, k):
-        return math.ldexp(m, int(k))
+        return math.ldexp(m, int(k)) if math.isfinite(k) else math.nan
 
 
 def _horner(coeffs, r):
@@ -137,7 +137,7 @@ def _atan2(y, x, B):
     a = 4.0 * t * _horner(_ATAN, t * t)
     a = B.where(ay > ax, PI / 2 - a, a)
     a = B.where(x < 0, PI - a, a)
-    return B.where(y < 0, -a, a)
+    return B.where((x != x) | (y != y), math.nan, B.where(y < 0, -a, a))  # x != x: NaN
 
 
 def _tanh(x, B):
@@ -147,7 +147,8 @@ def _tanh(x, B):
 
 
 def _power(x, p, B):
-    return B.where(x > 0, _exp(p * _log(B.where(x > 0, x, 1.0), B), B), 0.0 if p > 0 else 1.0)
+    at_zero = 0.0 if p > 0 else (1.0 if p == 0 else math.inf)
+    return B.where(x > 0, _exp(p * _log(B.where(x > 0, x, 1.0), B), B), B.where(x == 0, at_zero, math.nan))
 
 
 def _scalar(x) -> bool:
@@ -184,6 +185,7 @@ def _apply(fn, *args):
 
 
 def exp(x):
+    """e ** x; x is clipped to [-708, 709] (exp(709) ~ 8e307), NaN stays NaN."""
     return _apply(_exp, x)
 
 
@@ -217,7 +219,7 @@ def tanh(x):
 
 
 def power(x, p: float):
-    """x ** p for x >= 0 (0 ** p = 0 for p > 0)."""
+    """x ** p for x >= 0 (0 ** p = 0 for p > 0); negative or NaN x gives NaN."""
     return _apply(lambda v, B: _power(v, float(p), B), x)
 
 

@@ -39,6 +39,15 @@ def test_scalar_path_equals_array_path_bit_for_bit(fn):
     assert np.array_equal(fn(values[:5]), whole[:5], equal_nan=True)  # small arrays take the scalar path
 
 
+@pytest.mark.parametrize("fn", [em.exp, em.log, em.sin, em.cos, em.tan, em.tanh, lambda v: em.power(v, 0.5),
+                                lambda v: em.atan2(v, 1.0), lambda v: em.sincos(v)[0]])
+def test_nan_gives_nan_on_both_paths_without_raising(fn):
+    with np.errstate(all="raise"):  # nor any floating-point warning
+        assert np.isnan(fn(float("nan")))
+        assert np.isnan(fn(np.array([np.nan, 1.0]))[0])  # small array: the Python path
+        assert np.isnan(fn(np.full(20, np.nan))).all()  # the numpy path
+
+
 def test_kinds_in_kinds_out_and_edge_values():
     assert isinstance(em.exp(1.0), float) and em.exp(1.0) == pytest.approx(np.e, rel=1e-15)
     assert em.exp(np.ones(4, np.float32)).dtype == np.float32
