@@ -88,19 +88,30 @@ LOW_CPU = {
 }
 
 
-def _build(out, extra_env):
+def _build(out, extra_env, *args):
     env = {**os.environ, **extra_env}
     code = "import sys; from synth.cli import main; sys.argv[0] = 'synth'; main()"
     subprocess.run([sys.executable, "-c", code, "build", "--type", "mixed", "--n", "24", "--size", "160",
-                    "--shard-size", "24", "--phantoms", "6", "--seed", "3", "--out", str(out)],
+                    "--shard-size", "24", "--seed", "3", "--out", str(out), *args],
                    env=env, check=True, capture_output=True)
     with h5py.File(next(out.glob("*.h5"))) as f:
         return {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
 
 
-def test_shards_are_bit_identical_at_every_simd_level(tmp_path):
-    usual = _build(tmp_path / "usual", {})
-    low = _build(tmp_path / "low", LOW_CPU)
+def _assert_same(usual, low):
     assert usual.keys() == low.keys() and {"noisy_a", "noisy_b", "clean", "mask"} <= usual.keys()
     for key in usual:
         assert np.array_equal(usual[key], low[key]), f"{key} depends on the processor's SIMD level"
+
+
+def test_shards_are_bit_identical_at_every_simd_level(tmp_path):
+    args = ("--phantoms", "6")
+    _assert_same(_build(tmp_path / "usual", {}, *args), _build(tmp_path / "low", LOW_CPU, *args))
+
+
+def test_shards_on_real_scans_are_bit_identical_at_every_simd_level(tmp_path, devdata):
+    # real scans of many sizes: decoding, resizing (both policies) and augmenting them
+    for resize in ("letterbox", "crop"):
+        args = ("--clean", str(devdata / "clean"), "--resize", resize)
+        usual = _build(tmp_path / f"usual_{resize}", {}, *args)
+        _assert_same(usual, _build(tmp_path / f"low_{resize}", LOW_CPU, *args))
