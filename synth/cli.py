@@ -181,8 +181,10 @@ def _print_summary(s: dict) -> None:
 @click.option("--verify", is_flag=True, help="Recompute every shard's checksum against the manifest.")
 @click.option("--preview", type=click.Path(path_type=Path), default=None, help="Write a PNG grid of samples here.")
 @click.option("--k", type=click.IntRange(1, 64), default=6, help="Samples in the preview.")
-def inspect(path, verify, preview, k) -> None:
-    """Describe a shard set (or one shard); verify checksums; write a preview PNG."""
+@click.option("--digest", is_flag=True,
+              help="sha256 of the decoded arrays: equal for equal builds on any machine, format or codec.")
+def inspect(path, verify, preview, k, digest) -> None:
+    """Describe a shard set (or one shard); verify checksums; print a content digest; write a preview PNG."""
     from rich.console import Console
     from rich.table import Table
 
@@ -245,6 +247,18 @@ def inspect(path, verify, preview, k) -> None:
                 console.print(f"[red]CORRUPT[/red] {p}")
             raise click.ClickException(f"{len(problems)} problem(s) found in {path}.")
         console.print(f"[green]verified[/green]: {len(info['shards'])} shards match their checksums")
+    if digest:
+        from rich.progress import Progress
+
+        try:
+            with Progress(transient=True) as bar:
+                task = bar.add_task("hashing arrays", total=len(info["shards"]))
+                whole, rows = lib.content_digest(path, on_shard=lambda _: bar.advance(task))
+        except ShardError as e:
+            raise _fail(e) from None
+        for file, d in rows if len(rows) > 1 else ():
+            click.echo(f"{d}  {file}")
+        click.echo(f"{whole}  content sha256 of {path} ({len(rows)} shard{'s' if len(rows) != 1 else ''})")
     if preview:
         out = lib.preview(path, preview, k=k)
         console.print(f"preview written to {out}")

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from synth.kinds import CLASS_IDS
-from synth.shards import MANIFEST_NAME, Shard, ShardError, list_shards, read_manifest, shard_bytes, shard_sha256
+from synth.shards import (
+    FIELDS,
+    MANIFEST_NAME,
+    Shard,
+    ShardError,
+    list_shards,
+    read_manifest,
+    shard_bytes,
+    shard_sha256,
+)
 
 # overlay colours per class id (RGB), for previews and figures
 CLASS_COLOURS = {1: (255, 64, 64), 2: (255, 220, 0), 3: (0, 230, 120), 4: (80, 160, 255)}
@@ -66,6 +76,32 @@ def verify(path: str | Path, on_shard=None) -> list[str]:
         if p.name not in listed:
             problems.append(f"{p.name}: present but not in the manifest (rerun the build command to adopt it)")
     return problems
+
+
+def content_digest(path: str | Path, on_shard=None, chunk: int = 64) -> tuple[str, list[tuple[str, str]]]:
+    """sha256 of the decoded arrays, not of the files: (digest of the set, [(file, digest of the shard)]).
+
+    The same build stored as HDF5 or Zarr, with any codec, or compressed by another zlib, has the same
+    digest; the manifest's per-file sha256 differs between those. Each field is hashed by name, dtype,
+    shape and bytes, in FIELDS order, `chunk` samples at a time."""
+    info = describe(path)
+    root = Path(path)
+    single = root.suffix in (".h5", ".zarr") and not (root / MANIFEST_NAME).exists()
+    whole = hashlib.sha256()
+    rows = []
+    for r in info["shards"]:
+        h = hashlib.sha256()
+        with Shard(root if single else root / r["file"]) as s:
+            n = len(s)
+            for name in FIELDS:
+                h.update(f"{name} {s[name].dtype} {tuple(s[name].shape)}".encode())
+                for start in range(0, n, chunk):
+                    h.update(np.ascontiguousarray(s.read(name, start, min(start + chunk, n))).tobytes())
+        rows.append((r["file"], h.hexdigest()))
+        whole.update(h.digest())
+        if on_shard:
+            on_shard(r["file"])
+    return whole.hexdigest(), rows
 
 
 def overlay_mask(img: np.ndarray, mask: np.ndarray, alpha: float = 0.6) -> np.ndarray:

@@ -66,6 +66,29 @@ def test_inspect_reports_a_corrupt_shard(tmp_path):
     assert "shard-00000.h5: checksum" not in r.output
 
 
+def _digest_lines(path):
+    r = run("inspect", path, "--digest")
+    assert r.exit_code == 0, r.output
+    return [line for line in r.output.splitlines() if "content sha256" in line or line.endswith((".h5", ".zarr"))]
+
+
+def test_content_digest_is_the_same_for_any_format_and_codec(tmp_path):
+    builds = {}
+    for name, args in {"gzip": [], "lzf": ["--compression", "lzf"], "zarr": ["--format", "zarr"],
+                       "seed1": ["--seed", 1]}.items():
+        out = tmp_path / name
+        assert run("build", "--type", "vascular_flow", "--n", 6, "--out", out, *SMALL, *args).exit_code == 0
+        builds[name] = _digest_lines(out)
+    digest = {name: lines[-1].split()[0] for name, lines in builds.items()}
+    assert digest["gzip"] == digest["lzf"] == digest["zarr"] != digest["seed1"]
+    assert len(digest["gzip"]) == 64
+    # one line per shard before the set's line (6 samples in shards of 4: two shards), same per-shard digests
+    assert len(builds["gzip"]) == 3 and builds["gzip"][0].endswith("shard-00000.h5")
+    assert [line.split()[0] for line in builds["gzip"]] == [line.split()[0] for line in builds["zarr"]]
+    # the files themselves differ, which is why the digest exists
+    assert (tmp_path / "gzip" / "manifest.json").read_text() != (tmp_path / "lzf" / "manifest.json").read_text()
+
+
 def test_inspect_refuses_what_is_not_a_shard_set(tmp_path):
     _user_error(run("inspect", tmp_path), "not a shard set")
     _user_error(run("inspect", tmp_path / "nothing"), "no such folder")
