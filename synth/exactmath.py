@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 
 import numpy as np
 
@@ -256,15 +257,27 @@ def gaussian_blur(img: np.ndarray, sigma_x: float, sigma_y: float | None = None,
 
 @contextlib.contextmanager
 def opencv_baseline():
-    """OpenCV without run-time SIMD dispatch and IPP for the duration (restores the caller's setting)."""
+    """OpenCV without run-time SIMD dispatch and IPP for the duration; the setting is process-wide, so
+    nested and concurrent uses (threads rendering at once) are counted, and the last one out restores
+    what was there before the first came in."""
     import cv2
 
-    before = cv2.useOptimized()
-    cv2.setUseOptimized(False)
+    with _BASELINE_LOCK:
+        if _BASELINE_USERS[0] == 0:
+            _BASELINE_USERS[1] = cv2.useOptimized()
+            cv2.setUseOptimized(False)
+        _BASELINE_USERS[0] += 1
     try:
         yield
     finally:
-        cv2.setUseOptimized(before)
+        with _BASELINE_LOCK:
+            _BASELINE_USERS[0] -= 1
+            if _BASELINE_USERS[0] == 0:
+                cv2.setUseOptimized(_BASELINE_USERS[1])
+
+
+_BASELINE_LOCK = threading.Lock()
+_BASELINE_USERS = [0, True]  # [users inside, the setting before the first]
 
 
 def cpu_exact(fn):

@@ -73,6 +73,27 @@ def test_opencv_baseline_restores_the_callers_setting():
     assert cv2.useOptimized() == before
 
 
+def test_opencv_baseline_holds_while_any_thread_is_inside():
+    import threading
+
+    before = cv2.useOptimized()
+    inside, leave = threading.Event(), threading.Event()
+
+    def other():
+        with em.opencv_baseline():
+            inside.set()
+            leave.wait(5)
+
+    t = threading.Thread(target=other)
+    with em.opencv_baseline():  # this thread comes in first and leaves first
+        t.start()
+        inside.wait(5)
+    assert not cv2.useOptimized()  # the other thread is still rendering
+    leave.set()
+    t.join(5)
+    assert cv2.useOptimized() == before
+
+
 # Every run-time dispatch switch this machine's libraries offer, set to their lowest level at once:
 # OpenCV's SIMD dispatch and IPP, numpy's SIMD loops, glibc's FMA/AVX2 libm variants, OpenBLAS's kernel
 # and libjpeg-turbo's SIMD. Before synth/exactmath.py, every image array of such a build differed.
