@@ -156,6 +156,44 @@ real-backgrounds KINDS="body_marker radial_line vascular_flow" MODES="seg n2n n2
         fi
     done
 
+# one detector for every kind (`--type mixed`) on real clean scans, against the per-kind detectors (~28 min on 2 cores,
+# after `just hard-negatives-seeds KIND 0` for the three kinds); writes reports/quality/mixed/real_backgrounds/
+real-mixed DEVDATA="../shared/devdata/mmotu": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    o=out/realbg/mixed rep=reports/quality/mixed/real_backgrounds kinds="radial_line vascular_flow body_marker"
+    for need in out/realbg/clean_even {{DEVDATA}}/annotated {{DEVDATA}}/clean; do
+        [ -d $need ] || { echo "real-mixed: $need is missing; run 'just real-backgrounds' first." >&2; exit 1; }
+    done
+    for k in $kinds; do
+        for r in seg_2x seg_2x_hardneg; do
+            [ -f out/realbg/$k/runs/$r/best.pt ] || { echo "real-mixed: no out/realbg/$k/runs/$r/best.pt; run 'just hard-negatives-seeds $k 0' first." >&2; exit 1; }
+        done
+    done
+    # the same recipe as the per-kind real-trained detectors: 4,096 samples on the even-position clean scans,
+    # validated on phantom shards; complete shards are skipped on a rerun
+    {{bin}}/synth build --type mixed --n 4096 --size 256 --shard-size 256 --workers 2 --clean out/realbg/clean_even \
+        --out $o/shards/train
+    {{bin}}/synth build --type mixed --n 64 --size 256 --shard-size 64 --seed 1 --out $o/shards/val
+    for spec in 2x:16384: 2x_hardneg:16384:0.25 8x_hardneg:65536:0.25; do  # name:windows:hard-negative share
+        IFS=: read -r name windows hard <<< "$spec"
+        run=$o/runs/seg_$name sweep=$rep/sweep_real_trained_$name
+        [ -f $run/best.pt ] || {{bin}}/train run --shards $o/shards/train --val-shards $o/shards/val --preset cpu \
+            --mode seg --crop 128 --samples $windows ${hard:+--hard-negatives $hard} --out $run
+        [ $sweep/operating_point.json -nt $run/best.pt ] || {{bin}}/train check-real --checkpoint $run/best.pt \
+            --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $sweep
+    done
+    for k in $kinds; do  # Dice on each kind pasted on the held-out real tissue, any annotation class counted
+        {{bin}}/train compare --shards out/realbg/$k/shards/test_real_odd --out $rep/compare_$k \
+            --run "$k detector=out/realbg/$k/runs/seg_2x/best.pt" \
+            --run "$k detector, hard negatives=out/realbg/$k/runs/seg_2x_hardneg/best.pt" \
+            --run "mixed detector=$o/runs/seg_2x/best.pt" \
+            --run "mixed detector, hard negatives=$o/runs/seg_2x_hardneg/best.pt" \
+            --run "mixed detector, hard negatives, 4x windows=$o/runs/seg_8x_hardneg/best.pt" \
+            --title "$k pasted on 39 held-out real clean scans: its own detector against one for every kind (16384 windows; 65536 for 4x)"
+        printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans.)\n' >> $rep/compare_$k/table.md
+    done
+
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
 # 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
 hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 3" DEVDATA="../shared/devdata/mmotu": setup
