@@ -46,8 +46,11 @@ _EXP = [1.0 / math.factorial(n) for n in range(14)]
 class _Numpy:
     """Array operations for the algorithms below (float64 arrays)."""
 
-    rint, sqrt, abs, clip, frexp = staticmethod(np.rint), staticmethod(np.sqrt), staticmethod(np.abs), \
-        staticmethod(np.clip), staticmethod(np.frexp)
+    rint = staticmethod(np.rint)
+    sqrt = staticmethod(np.sqrt)
+    abs = staticmethod(np.abs)
+    clip = staticmethod(np.clip)
+    frexp = staticmethod(np.frexp)
     where = staticmethod(np.where)
 
     @staticmethod
@@ -59,7 +62,9 @@ class _Python:
     """The same operations on Python floats: no numpy call overhead for the many scalar uses, and the
     same IEEE results (round() is half-to-even like np.rint; frexp/ldexp/sqrt are exact or correctly rounded)."""
 
-    sqrt, abs, frexp = staticmethod(math.sqrt), staticmethod(abs), staticmethod(math.frexp)
+    sqrt = staticmethod(math.sqrt)
+    abs = staticmethod(abs)
+    frexp = staticmethod(math.frexp)
 
     @staticmethod
     def rint(v):
@@ -115,7 +120,7 @@ _COS = [1.0, -0.5, 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48
 
 def _sincos(x, B):
     k = B.rint(x * _TWO_OVER_PI)
-    r = ((x - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3  # |r| <= pi/4 for |x| < ~1e8
+    r = ((x - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3  # |r| <= pi/4; accurate for |x| < ~1e6, deterministic for any x
     z = r * r
     s = r * _horner(_SIN, z)
     c = _horner(_COS, z)
