@@ -7,4 +7,4 @@ import os
 # import, because the build's forkserver imports albumentations before any Augmenter is made.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2.0: rendering bit-identical on any x86-64 processor (synth/exactmath.py)

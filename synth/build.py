@@ -116,6 +116,20 @@ def render_options(cfg: BuildConfig):
     return RenderOptions(placement=cfg.placement, soften=cfg.soften)
 
 
+def rendering_libraries() -> dict[str, str]:
+    """Versions of the libraries whose arithmetic and random streams the shard arrays depend on."""
+    import importlib.metadata
+
+    import cv2
+
+    versions = {"numpy": np.__version__, "opencv": cv2.__version__}
+    try:  # read from the installed metadata: importing albumentations takes a second
+        versions["albumentations"] = importlib.metadata.version("albumentations")
+    except importlib.metadata.PackageNotFoundError:
+        versions["albumentations"] = "not installed"
+    return versions
+
+
 def make_plan(cfg: BuildConfig, skip_bad: bool = False, progress=None) -> BuildPlan:
     """Validate `cfg`, resolve the clean set and icons, and fingerprint the build."""
     validate(cfg)
@@ -133,16 +147,17 @@ def make_plan(cfg: BuildConfig, skip_bad: bool = False, progress=None) -> BuildP
     params = dataclasses.asdict(cfg)
     params["render"] = dataclasses.asdict(render_options(cfg))
     params["augment_options"] = dataclasses.asdict(AugmentOptions(enabled=cfg.augment))
+    libraries = rendering_libraries()
     identity = {"params": params, "clean_sha256": clean.sha256, "icons_sha256": icons.sha256,
-                "format_version": FORMAT_VERSION, "package_version": synth.__version__}
+                "format_version": FORMAT_VERSION, "package_version": synth.__version__, "libraries": libraries}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     kinds = list(CLASS_IDS) if cfg.kind == "mixed" else [cfg.kind]
     attrs = {
         "format_version": FORMAT_VERSION, "kind": cfg.kind, "kinds": kinds,
         "class_ids": {k: CLASS_IDS[k] for k in kinds}, "seed": cfg.seed,
         "image_size": [cfg.size_px, cfg.size_px], "resize": cfg.resize, "compression": cfg.compression,
-        "package_version": synth.__version__, "params": params, "icons_sha256": icons.sha256,
-        "clean_sha256": clean.sha256, "fingerprint": fingerprint,
+        "package_version": synth.__version__, "libraries": libraries, "params": params,
+        "icons_sha256": icons.sha256, "clean_sha256": clean.sha256, "fingerprint": fingerprint,
     }
     return BuildPlan(cfg=cfg, clean=clean, icons_sha256=icons.sha256, fingerprint=fingerprint,
                      shard_attrs=attrs)
@@ -260,6 +275,20 @@ def parse_part(part: str | None) -> tuple[int, int]:
     return k, total
 
 
+def _different_build(out: Path, old: dict, plan: BuildPlan) -> str:
+    """Why the build in `out` is not this one, as one sentence with what to do."""
+    new = json.loads(json.dumps(plan.shard_attrs))  # as the manifest stores it (tuples become lists)
+    same_inputs = all(old.get(k) == new[k] for k in ("params", "icons_sha256", "clean_sha256"))
+    if same_inputs:
+        was = {"synth": old.get("package_version"), **(old.get("libraries") or {})}
+        now = {"synth": new["package_version"], **new["libraries"]}
+        changed = ", ".join(f"{k} {was.get(k, 'unrecorded')} (now {v})" for k, v in now.items() if was.get(k) != v)
+        return (f"--out {out} holds this build made with other versions: {changed}. Its shards would not match "
+                f"the ones made now; finish it with those versions, or pass --overwrite to rebuild it all.")
+    return (f"--out {out} holds a different build (other parameters, icons or clean scans); choose another "
+            f"folder or pass --overwrite to replace it.")
+
+
 def prepare_out(plan: BuildPlan, out: Path, overwrite: bool) -> dict:
     """Check the output folder holds nothing or this same build; returns the known shard entries."""
     if out.exists() and not out.is_dir():
@@ -275,8 +304,7 @@ def prepare_out(plan: BuildPlan, out: Path, overwrite: bool) -> dict:
             raise BuildError(f"--out {out}: {e}") from e
         if old.get("fingerprint") != plan.fingerprint:
             if not overwrite:
-                raise BuildError(f"--out {out} holds a different build (other parameters, icons or clean "
-                                 f"scans); choose another folder or pass --overwrite to replace it.")
+                raise BuildError(_different_build(out, old, plan))
             for p in list_shards(out):
                 remove_path(p)
             return {}

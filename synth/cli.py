@@ -212,6 +212,7 @@ def inspect(path, verify, preview, k, digest) -> None:
             "resize",
             "seed",
             "package_version",
+            "libraries",
             "icons_sha256",
             "clean_sha256",
         ):

@@ -117,6 +117,26 @@ def test_different_build_in_out_is_refused_unless_overwrite(tmp_path):
         _build(tmp_path, "junk")
 
 
+def test_build_records_its_library_versions_and_refuses_to_mix_them(tmp_path, monkeypatch):
+    import cv2
+
+    import synth.build
+
+    _, out = _build(tmp_path, "a", n=4)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["libraries"] == {"numpy": np.__version__, "opencv": cv2.__version__,
+                                     "albumentations": manifest["libraries"]["albumentations"]}
+    with Shard(next(iter(list_shards(out)))) as s:
+        assert s.attrs["libraries"] == manifest["libraries"]
+    (out / "shard-00001.h5").unlink()  # an unfinished build, to be finished after an upgrade
+    real = synth.build.rendering_libraries
+    monkeypatch.setattr(synth.build, "rendering_libraries", lambda: {**real(), "numpy": "9.9.9"})
+    with pytest.raises(BuildError, match=f"numpy {np.__version__} \\(now 9.9.9\\).*--overwrite") as err:
+        _build(tmp_path, "a", n=4)
+    assert "opencv" not in str(err.value)  # only what changed is named
+    assert not (out / "shard-00001.h5").exists() and (out / "shard-00000.h5").exists()  # nothing touched
+
+
 def test_full_disk_keeps_complete_shards_and_rerun_finishes(tmp_path, monkeypatch):
     from synth import shards
 

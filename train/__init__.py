@@ -1,3 +1,3 @@
 """train: everything after synthesis: streaming shards, models, training loop, evaluation, inference."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
