@@ -290,3 +290,12 @@ def test_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     study.run_study("tiny", tmp_path / "s", only="V-VI", log=lambda *_: None)
     assert (tmp_path / "s" / "runs" / "radial_line-n2n_unet-n2n-linear-l1" / "best.pt").stat().st_mtime == mtime
     assert json.loads((tmp_path / "s" / "results.json").read_text()) == results, "a rerun skips finished runs"
+    # shards made by another version are refused with what to do, not a traceback
+    manifest = tmp_path / "s" / "shards" / "radial_line" / "train" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**m, "package_version": "0.1.0", "fingerprint": "from 0.1.0"}))
+    monkeypatch.setitem(study.PLANS, "quick", tiny)  # the command line's --quick, at the tiny size
+    r = CliRunner().invoke(main, ["study", "--quick", "--only", "V-VI", "--out", str(tmp_path / "s"),
+                                  "--report", str(tmp_path / "r")])
+    assert r.exit_code != 0 and "Traceback" not in r.output and r.exc_info[0] is SystemExit
+    assert "synth 0.1.0 (now" in r.output and "delete" in r.output and "radial_line" in r.output

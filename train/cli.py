@@ -370,6 +370,7 @@ def study(quick, out, report, only) -> None:
     """The paper's comparison: Tables I-VIII and Figs. 3-6, resumable (rerun to continue)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from synth.build import BuildError
     from train.data import DataError
     from train.loop import TrainError
     from train.study import run_study
@@ -384,7 +385,7 @@ def study(quick, out, report, only) -> None:
         try:
             path = run_study(variant, out, only, log=bar.console.print, report=report,
                              progress=lambda k, n, now: bar.update(task, completed=k, total=n, now=now))
-        except (TrainError, DataError, ValueError) as e:
+        except (BuildError, TrainError, DataError, ValueError) as e:
             raise click.ClickException(str(e)) from None
     click.echo(f"tables and figures in {path.parent} ({path})")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synth.build import BuildConfig, make_plan, run_build
+from synth.build import BuildConfig, BuildError, make_plan, run_build
 from train.config import TrainConfig
 from train.evaluate import write_figure
 from train.loop import train_run
@@ -105,7 +105,10 @@ def build_shards(plan: StudyPlan, root: Path, kinds: list[str], log=print) -> No
     for kind in kinds:
         for split, n, seed in (("train", plan.n_train, 0), ("val", plan.n_val, 1), ("test", plan.n_test, 2)):
             cfg = BuildConfig(kind=kind, n=n, size_px=plan.size, shard_size=min(256, n), seed=seed)
-            r = run_build(make_plan(cfg), root / kind / split, workers=plan.build_workers)  # skips finished shards
+            try:
+                r = run_build(make_plan(cfg), root / kind / split, workers=plan.build_workers)  # skips finished shards
+            except BuildError as e:  # e.g. shards of an earlier version: the study has no --overwrite
+                raise BuildError(f"{e} For `train study`: delete {root / kind / split} and rerun it.") from None
             log(f"shards {kind}/{split}: {n} samples at {plan.size} px ({r['shards_built']} shards built now)")
 
 
