@@ -156,7 +156,7 @@ real-backgrounds KINDS="body_marker radial_line vascular_flow" MODES="seg n2n n2
         fi
     done
 
-# one detector for every kind (`--type mixed`) on real clean scans, against the per-kind detectors (~28 min on 2 cores,
+# one detector for every kind (`--type mixed`) on real clean scans, against the per-kind detectors (~60 min on 2 cores,
 # after `just hard-negatives-seeds KIND 0` for the three kinds); writes reports/quality/mixed/real_backgrounds/
 real-mixed DEVDATA="../shared/devdata/mmotu": setup
     #!/usr/bin/env bash
@@ -175,11 +175,13 @@ real-mixed DEVDATA="../shared/devdata/mmotu": setup
     {{bin}}/synth build --type mixed --n 4096 --size 256 --shard-size 256 --workers 2 --clean out/realbg/clean_even \
         --out $o/shards/train
     {{bin}}/synth build --type mixed --n 64 --size 256 --shard-size 64 --seed 1 --out $o/shards/val
-    for spec in 2x:16384: 2x_hardneg:16384:0.25 8x_hardneg:65536:0.25; do  # name:windows:hard-negative share
-        IFS=: read -r name windows hard <<< "$spec"
+    # name:windows:hard-negative share:seed
+    for spec in 2x:16384::0 2x_hardneg:16384:0.25:0 8x_hardneg:65536:0.25:0 8x_hardneg_seed1:65536:0.25:1 \
+            8x_hardneg_seed2:65536:0.25:2; do
+        IFS=: read -r name windows hard seed <<< "$spec"
         run=$o/runs/seg_$name sweep=$rep/sweep_real_trained_$name
         [ -f $run/best.pt ] || {{bin}}/train run --shards $o/shards/train --val-shards $o/shards/val --preset cpu \
-            --mode seg --crop 128 --samples $windows ${hard:+--hard-negatives $hard} --out $run
+            --mode seg --crop 128 --samples $windows ${hard:+--hard-negatives $hard} --seed $seed --out $run
         [ $sweep/operating_point.json -nt $run/best.pt ] || {{bin}}/train check-real --checkpoint $run/best.pt \
             --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $sweep
     done
@@ -190,6 +192,8 @@ real-mixed DEVDATA="../shared/devdata/mmotu": setup
             --run "mixed detector=$o/runs/seg_2x/best.pt" \
             --run "mixed detector, hard negatives=$o/runs/seg_2x_hardneg/best.pt" \
             --run "mixed detector, hard negatives, 4x windows=$o/runs/seg_8x_hardneg/best.pt" \
+            --run "mixed detector, hard negatives, 4x windows, seed 1=$o/runs/seg_8x_hardneg_seed1/best.pt" \
+            --run "mixed detector, hard negatives, 4x windows, seed 2=$o/runs/seg_8x_hardneg_seed2/best.pt" \
             --title "$k pasted on 39 held-out real clean scans: its own detector against one for every kind (16384 windows; 65536 for 4x)"
         printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans.)\n' >> $rep/compare_$k/table.md
     done
