@@ -209,11 +209,7 @@ def cos(x):
 
 def sincos(x):
     """(sin(x), cos(x)) for the price of one."""
-    return _apply(_sincos_pair, x)
-
-
-def _sincos_pair(v, B):
-    return _sincos(v, B)
+    return _apply(_sincos, x)
 
 
 def tan(x):

@@ -24,18 +24,23 @@ from synth.shards import (
 CLASS_COLOURS = {1: (255, 64, 64), 2: (255, 220, 0), 3: (0, 230, 120), 4: (80, 160, 255)}
 
 
-def describe(path: str | Path) -> dict:
-    """Manifest summary and one row per shard (samples, shapes, dtypes, codec, bytes per sample)."""
+def shard_files(path: str | Path) -> tuple[list[Path], dict]:
+    """(the shard files, the manifest) of a shard set, or ([path], {}) for a single shard."""
     path = Path(path)
     if path.suffix in (".h5", ".zarr") and not (path / MANIFEST_NAME).exists():  # a single shard
-        shards, manifest = [path], {}
-    else:
-        manifest = read_manifest(path)
-        shards = [path / e["file"] for e in manifest.get("shards", [])]
-        missing = [p.name for p in shards if not p.exists()]
-        if missing:
-            raise ShardError(f"{path}: the manifest lists shards that are missing ({', '.join(missing[:5])}); "
-                             f"rerun the build command to restore them.")
+        return [path], {}
+    manifest = read_manifest(path)
+    shards = [path / e["file"] for e in manifest.get("shards", [])]
+    missing = [p.name for p in shards if not p.exists()]
+    if missing:
+        raise ShardError(f"{path}: the manifest lists shards that are missing ({', '.join(missing[:5])}); "
+                         f"rerun the build command to restore them.")
+    return shards, manifest
+
+
+def describe(path: str | Path) -> dict:
+    """Manifest summary and one row per shard (samples, shapes, dtypes, codec, bytes per sample)."""
+    shards, manifest = shard_files(path)
     rows = []
     for p in shards:
         with Shard(p) as s:
@@ -84,23 +89,20 @@ def content_digest(path: str | Path, on_shard=None, chunk: int = 64) -> tuple[st
     The same build stored as HDF5 or Zarr, with any codec, or compressed by another zlib, has the same
     digest; the manifest's per-file sha256 differs between those. Each field is hashed by name, dtype,
     shape and bytes, in FIELDS order, `chunk` samples at a time."""
-    info = describe(path)
-    root = Path(path)
-    single = root.suffix in (".h5", ".zarr") and not (root / MANIFEST_NAME).exists()
     whole = hashlib.sha256()
     rows = []
-    for r in info["shards"]:
+    for p in shard_files(path)[0]:
         h = hashlib.sha256()
-        with Shard(root if single else root / r["file"]) as s:
+        with Shard(p) as s:
             n = len(s)
             for name in FIELDS:
                 h.update(f"{name} {s[name].dtype} {tuple(s[name].shape)}".encode())
                 for start in range(0, n, chunk):
                     h.update(np.ascontiguousarray(s.read(name, start, min(start + chunk, n))).tobytes())
-        rows.append((r["file"], h.hexdigest()))
+        rows.append((p.name, h.hexdigest()))
         whole.update(h.digest())
         if on_shard:
-            on_shard(r["file"])
+            on_shard(p.name)
     return whole.hexdigest(), rows
 
 
@@ -117,8 +119,7 @@ def preview(path: str | Path, out_png: str | Path, k: int = 6, tile_px: int = 25
     """Write a PNG grid: one row per sample (first k of the set, spread over its shards):
     noisy_a | noisy_b | clean | mask A over noisy_a | mask B over noisy_b."""
     path = Path(path)
-    files = [path] if path.suffix in (".h5", ".zarr") else [path / e["file"] for e in
-                                                            read_manifest(path).get("shards", [])]
+    files = shard_files(path)[0]
     if not files:
         raise ShardError(f"{path}: no complete shards to preview yet.")
     picks: list[tuple[Path, int]] = []
