@@ -37,6 +37,7 @@ from synth.shards import (
     list_shards,
     parse_compression,
     read_manifest,
+    remove_orphan_json_temps,
     remove_path,
     shard_bytes,
     shard_name,
@@ -356,6 +357,7 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
     temps = [out / (shard_name(k, plan.cfg.fmt) + ".tmp") for k in mine]
     for stale in temps:
         remove_path(stale)
+    remove_orphan_json_temps(out / MANIFEST_NAME)  # a run killed while it rewrote the manifest
     entries: dict[str, dict] = {}
     todo = []
     for k in mine:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -298,9 +299,31 @@ def read_manifest(folder: str | Path) -> dict:
 
 def write_json_atomic(path: str | Path, obj) -> None:
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: --part jobs may share the folder
+    # per host and process: --part jobs on several machines may share the folder
+    tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=False))
     os.replace(tmp, path)
+
+
+def remove_orphan_json_temps(path: str | Path) -> None:
+    """Delete the temp files `write_json_atomic` left for `path` when its process was killed mid-write:
+    those of this host whose process is gone (or is this one). Other hosts' are left alone: their
+    writers cannot be checked from here."""
+    path = Path(path)
+    host, me = socket.gethostname(), os.getpid()
+    for tmp in path.parent.glob(f"{path.name}.*.tmp"):
+        owner_host, _, pid = tmp.name[len(path.name) + 1:-len(".tmp")].rpartition(".")
+        if owner_host != host or not pid.isdigit():
+            continue
+        if int(pid) != me:
+            try:
+                os.kill(int(pid), 0)
+                continue  # a live process of this host may be writing it right now
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # alive, another user's
+        remove_path(tmp)
 
 
 def list_shards(folder: str | Path) -> list[Path]:

@@ -161,6 +161,22 @@ def test_full_disk_keeps_complete_shards_and_rerun_finishes(tmp_path, monkeypatc
     assert s["shards_built"] == 2 and _hashes(out) == _hashes(ref)
 
 
+def test_rerun_removes_manifest_temps_of_killed_runs_only(tmp_path):
+    import socket
+
+    _, out = _build(tmp_path, "a", n=4)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    orphan = out / f"{MANIFEST_NAME}.{host}.{dead.pid}.tmp"  # a run killed while it rewrote the manifest
+    live = out / f"{MANIFEST_NAME}.{host}.{os.getppid()}.tmp"  # a live process of this host may be writing
+    elsewhere = out / f"{MANIFEST_NAME}.other-host.example.{dead.pid}.tmp"  # cannot be checked from here
+    for p in (orphan, live, elsewhere):
+        p.write_text("{")
+    _build(tmp_path, "a", n=4)
+    assert not orphan.exists() and live.exists() and elsewhere.exists()
+
+
 def test_kill_mid_build_then_rerun_resumes(tmp_path):
     _, ref = _build(tmp_path, "ref", n=40, shard_size=2)
     out = tmp_path / "killed"
