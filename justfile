@@ -200,6 +200,28 @@ real-mixed DEVDATA="../shared/devdata/mmotu": setup
 
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
 # 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
+# soft seg targets along the mask's edge (--seg-soft LEVELS) against hard ones, per seed, at the quality budget
+# (~2 min per run on 2 cores); writes reports/quality/KIND/seg_soft/ and bench/results/seg_soft.md
+seg-soft KINDS="radial_line body_marker" LEVELS="0 2 4 8" SEEDS="0 1 2 3" SAMPLES="8192": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for kind in {{KINDS}}; do
+        s=out/soft/$kind/shards r=out/soft/$kind/runs runs=()
+        {{bin}}/synth build --type $kind --n 4096 --size 256 --shard-size 256 --workers 2 --out $s/train
+        {{bin}}/synth build --type $kind --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
+        {{bin}}/synth build --type $kind --n 128 --size 256 --shard-size 128 --seed 2 --out $s/test
+        for w in {{LEVELS}}; do
+            for seed in {{SEEDS}}; do
+                [ -f $r/seg_soft${w}_s$seed/best.pt ] || {{bin}}/train run --shards $s/train --val-shards $s/val \
+                    --preset cpu --mode seg --crop 128 --samples {{SAMPLES}} --seed $seed --seg-soft $w --out $r/seg_soft${w}_s$seed
+                runs+=(--run "seg-soft $w, seed $seed=$r/seg_soft${w}_s$seed/best.pt")
+            done
+        done
+        {{bin}}/train compare --shards $s/test --out reports/quality/$kind/seg_soft "${runs[@]}" \
+            --title "$kind, 256 px, seg detectors at {{SAMPLES}} windows: hard targets (seg-soft 0) and soft ones, per seed"
+    done
+    cd bench && ../{{py}} seg_soft.py --kinds {{KINDS}} --levels {{LEVELS}} --seeds {{SEEDS}}
+
 hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 3" DEVDATA="../shared/devdata/mmotu": setup
     #!/usr/bin/env bash
     set -euo pipefail

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.losses import HUBER_DELTA, LOSSES, make_loss, pair_weight, seg_loss
+from train.losses import HUBER_DELTA, LOSSES, make_loss, pair_weight, seg_loss, soft_seg_target
 
 
 def _pair(seed=0, shape=(2, 3, 8, 8), scale=1.0):
@@ -183,3 +183,58 @@ def test_seg_loss_per_image_dice_by_hand():
 def test_seg_loss_unknown_dice_pooling():
     with pytest.raises(ValueError, match="batch, image"):
         seg_loss(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), dice="pixel")
+
+
+def _soft_case():
+    """One image: a 3-px stroke (moved 40 levels), its softened edge (moved 7 and 8 levels), and a JPEG
+    speck 5 px away from the stroke (moved 30 levels, off the mask)."""
+    clean = torch.full((1, 3, 16, 16), 100, dtype=torch.uint8)
+    noisy = clean.clone()
+    noisy[0, :, 4:7, 2:12] += 40   # the stroke: in the mask
+    noisy[0, 1, 7, 2:12] += 8      # its edge, largest channel 8 levels: in the mask
+    noisy[0, 0, 8, 2:12] += 7      # one row further, 7 levels: out of the mask, 2 px from it
+    noisy[0, :, 13, 14] += 30      # JPEG ringing far from the annotation: out of the mask
+    mask = ((noisy.int() - clean.int()).abs().amax(1) >= 8).to(torch.uint8)
+    mask[0, 13, 14] = 0            # the footprint rule keeps the far speck out
+    return noisy, clean, mask
+
+
+def test_soft_seg_target_ramps_across_the_cut_and_keeps_the_hard_mask():
+    """--seg-soft: the target tells how far each pixel's change is from the mask rule's cut; at 0.5 it
+    is the hard mask exactly, and nothing away from the mask (JPEG ringing) becomes a target."""
+    noisy, clean, mask = _soft_case()
+    t = soft_seg_target(noisy, clean, mask, min_diff=8, width=4)
+    assert t.shape == (1, 1, 16, 16) and t.dtype == torch.float32
+    assert torch.equal(t[:, 0] >= 0.5, mask > 0)
+    assert t[0, 0, 5, 5] == 1.0                     # 40 levels: far over the cut
+    assert t[0, 0, 7, 5] == pytest.approx(0.5625)   # 8 levels: just over (0.5 + 0.5 / 8)
+    assert t[0, 0, 8, 5] == pytest.approx(0.4375)   # 7 levels: just under
+    assert t[0, 0, 13, 14] == 0.0                   # 30 levels, but off the mask's neighbourhood
+    assert t[0, 0, 0, 0] == 0.0
+    wide = soft_seg_target(noisy, clean, mask, min_diff=8, width=16)
+    assert 0.5 < wide[0, 0, 7, 5] < t[0, 0, 7, 5] and t[0, 0, 8, 5] < wide[0, 0, 8, 5] < 0.5
+    with pytest.raises(ValueError, match="positive"):
+        soft_seg_target(noisy, clean, mask, min_diff=8, width=0)
+
+
+def test_seg_loss_soft_target_replaces_the_hard_one():
+    """A soft target equal to the hard mask gives the hard loss. With the ramped target, the loss pulls
+    confident edge pixels back toward the ramp (a sure 1 on the 8-level row and a sure 0 on the 7-level
+    row both cost), where the hard target pushes them further out."""
+    noisy, clean, mask = _soft_case()
+    hard = (mask > 0).float().unsqueeze(1)
+    base = torch.where(mask > 0, 6.0, -6.0).unsqueeze(1)
+    torch.testing.assert_close(seg_loss(base, mask, soft_target=hard), seg_loss(base, mask))
+    soft = soft_seg_target(noisy, clean, mask, min_diff=8, width=4)
+
+    def edge_grads(edge_logit, target):
+        logits = base.clone()
+        logits[0, 0, 7:9] = edge_logit
+        logits.requires_grad_(True)
+        seg_loss(logits, mask, soft_target=target).backward()
+        return logits.grad[0, 0, 7, 5].item(), logits.grad[0, 0, 8, 5].item()
+
+    assert edge_grads(6.0, soft)[0] > 0 > edge_grads(6.0, None)[0]     # sure 1 at 8 levels: soft pulls it down
+    assert edge_grads(-6.0, soft)[1] < 0 < edge_grads(-6.0, None)[1]   # sure 0 at 7 levels: soft pulls it up
+    with pytest.raises(ValueError, match="binary"):
+        seg_loss(torch.zeros(1, 3, 16, 16), mask, soft_target=soft)

@@ -262,3 +262,22 @@ def test_pair_boost_option_overrides_the_preset(shards, tmp_path):
     bad = CliRunner().invoke(main, ["run", "--shards", str(shards / "train"), "--out", str(tmp_path / "x"),
                                     "--pair-boost", "-1"])
     assert bad.exit_code != 0 and "--pair-boost" in bad.output
+
+
+def test_seg_soft_trains_on_one_softened_kind_and_says_where_it_cannot(shards, tmp_path):
+    """--seg-soft trains a seg run (a different run from the hard-target one), is refused with a
+    restoration mode, and says in one sentence why it cannot be used on mixed or unsoftened shards."""
+    train_run(_cfg(shards, tmp_path / "run", mode="seg"))
+    with pytest.raises(TrainError, match="different run"):
+        train_run(_cfg(shards, tmp_path / "run", mode="seg", seg_soft=4.0))
+    r = train_run(_cfg(shards, tmp_path / "soft", mode="seg", seg_soft=4.0))
+    assert r["steps"] == 2 and json.loads((tmp_path / "soft" / "config.json").read_text())["seg_soft"] == 4.0
+    with pytest.raises(TrainError, match="does not apply to --mode n2c"):
+        train_run(_cfg(shards, tmp_path / "n2c", mode="n2c", seg_soft=4.0))
+    for name, kw in (("mixed", dict(kind="mixed")), ("hard", dict(kind="body_marker", soften=False))):
+        run_build(make_plan(BuildConfig(n=4, size_px=SIZE, shard_size=4, n_phantoms=2, **kw)), tmp_path / name)
+        res = CliRunner().invoke(main, ["run", "--shards", str(tmp_path / name), "--out", str(tmp_path / f"r{name}"),
+                                        "--mode", "seg", "--seg-soft", "4", "--preset", "cpu", "--width", "8",
+                                        "--samples", "2", "--batch-size", "2"])
+        assert res.exit_code != 0 and "Traceback" not in res.output, res.output
+        assert ("one kind's shards" if name == "mixed" else "capture softening") in res.output

@@ -55,6 +55,9 @@ def main() -> None:
 @click.option("--hard-negatives", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="seg with --crop: share of windows centred on a bright mark on a dark surround off the mask "
                    "(depth ticks, probe arc, scanner text), taken from the uniform ones.")
+@click.option("--seg-soft", type=click.FloatRange(0, 64), default=0.0, show_default=True, metavar="LEVELS",
+              help="seg: soft targets along the mask's edge. A pixel's target ramps from 0 to 1 as its change "
+                   "goes from LEVELS grey levels under the shard's mask cut to LEVELS over it (0: the hard mask).")
 @click.option("--crop", type=click.IntRange(1), default=None,
               help="Train on CROP x CROP windows (half of them centred on annotation), evaluate on whole images.")
 @click.option("--amp", type=click.Choice(AMP), default="off", help="Mixed precision (fp16 needs CUDA).")
@@ -91,6 +94,7 @@ def run(
     gated,
     seg_dice,
     hard_negatives,
+    seg_soft,
     crop,
     amp,
     compile_,
@@ -137,6 +141,7 @@ def run(
         gated=gated,
         seg_dice=seg_dice,
         hard_negatives=hard_negatives,
+        seg_soft=seg_soft,
         crop=crop,
         amp=amp,
         compile=compile_,

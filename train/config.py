@@ -55,6 +55,7 @@ class TrainConfig:
     pair_boost: float | None = None
     seg_dice: str = "batch"      # seg: soft Dice pooled over the batch or per image (train.losses.SEG_DICE)
     hard_negatives: float = 0.0  # seg with crop: share of windows centred on hard negatives (train.data)
+    seg_soft: float = 0.0        # seg: soft targets over this many grey levels each side of the mask cut (0: hard)
     norm: str = "linear"
     crop: int | None = None      # train on crop x crop windows (see train.data.ShardStream)
     amp: str = "off"
@@ -86,7 +87,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         for k in ("epochs", "samples", "workers", "ckpt_every", "log_every", "val_samples"):
             d.pop(k)
-        for k, default in (("seg_dice", "batch"), ("hard_negatives", 0.0)):
+        for k, default in (("seg_dice", "batch"), ("hard_negatives", 0.0), ("seg_soft", 0.0)):
             if d[k] == default:  # added later: left out at their defaults, so earlier runs still resume
                 d.pop(k)
         return d

@@ -16,7 +16,7 @@ from synth.kinds import CLASS_IDS
 from train.config import AMP, MODES, NORMS, SEG_DICE, TrainConfig
 from train.data import EVAL_FIELDS, MODE_FIELDS, DataError, ShardStream, dataset_mean_std, epoch_order, list_shard_files
 from train.evaluate import Predictor, best_threshold, evaluate_batches, normalize, summary, sweep_thresholds
-from train.losses import make_loss, pair_weight, seg_loss
+from train.losses import make_loss, pair_weight, seg_loss, soft_seg_target
 from train.models import create_model
 
 
@@ -67,6 +67,10 @@ def validate_config(cfg: TrainConfig) -> None:
                          f"not --mode {cfg.mode}{'' if cfg.crop else ' without --crop'}.")
     if not 0.0 <= cfg.hard_negatives <= 0.5:
         raise TrainError(f"--hard-negatives {cfg.hard_negatives}: give a share of windows in [0, 0.5].")
+    if cfg.seg_soft and cfg.mode != "seg":
+        raise TrainError(f"--seg-soft sets the seg targets; it does not apply to --mode {cfg.mode}.")
+    if not 0.0 <= cfg.seg_soft <= 64:
+        raise TrainError(f"--seg-soft {cfg.seg_soft}: give a ramp half-width in grey levels, from 0 (off) to 64.")
     if cfg.seg_dice != "batch" and cfg.mode != "seg":
         raise TrainError(f"--seg-dice {cfg.seg_dice} sets the seg loss; it does not apply to --mode {cfg.mode}.")
     if cfg.amp not in AMP:
@@ -113,6 +117,19 @@ def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
     return model.eval()
 
 
+def soft_target_cut(cfg: TrainConfig, manifest: dict) -> int:
+    """The mask rule's min_diff of the --shards set, for --seg-soft (a TrainError where soft targets
+    cannot be formed: several kinds, or masks without capture softening, which mark every changed pixel)."""
+    if len(manifest["kinds"]) != 1:
+        raise TrainError(f"--seg-soft needs one kind's shards; {cfg.shards} holds {', '.join(manifest['kinds'])}. "
+                         "Train without --seg-soft, or on a single-kind build.")
+    render = manifest.get("params", {}).get("render", {})
+    if not render.get("soften", manifest.get("params", {}).get("soften", False)):
+        raise TrainError(f"--seg-soft needs shards built with capture softening; {cfg.shards} was built with "
+                         "--no-soften, so its mask is every changed pixel and has no cut to soften. Drop --seg-soft.")
+    return int(render.get("mask_min_diff", 8))
+
+
 def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     """Train (or resume) the run in cfg.out. Returns the final summary dict.
 
@@ -129,6 +146,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
         raise TrainError(f"--shards: {e}") from e
     size = manifest["image_size"]
     kinds = manifest["kinds"]
+    soft_cut = soft_target_cut(cfg, manifest) if cfg.seg_soft else None
     val_folder = cfg.val_shards
     if val_folder is None and cfg.val_fraction > 0:
         n_val = max(1, round(cfg.val_fraction * len(train_shards)))
@@ -195,7 +213,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=adt == torch.float16)
     loss_fn = make_loss(cfg.loss) if cfg.mode != "seg" else None
 
-    fields = MODE_FIELDS[cfg.mode]
+    fields = MODE_FIELDS[cfg.mode] + (("clean",) if soft_cut else ())
     stream = ShardStream(
         cfg.shards, fields, seed=cfg.seed, rank=rank, world=world, n2n_swap=cfg.mode == "n2n",
         batch_size=cfg.batch_size, crop=cfg.crop, negatives=cfg.hard_negatives,
@@ -311,8 +329,12 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                 with torch.autocast(device.type, dtype=adt, enabled=adt is not None):
                     y = ddp_model(x)
                     if cfg.mode == "seg":
-                        loss = seg_loss(y.float(), batch["mask"].to(device, non_blocking=True).long(),
-                                        dice=cfg.seg_dice)
+                        m8 = batch["mask"].to(device, non_blocking=True)
+                        soft = None
+                        if soft_cut:
+                            soft = soft_seg_target(x8, batch["clean"].to(device, non_blocking=True), m8,
+                                                   soft_cut, cfg.seg_soft)
+                        loss = seg_loss(y.float(), m8.long(), dice=cfg.seg_dice, soft_target=soft)
                     else:
                         t8 = batch[fields[1]].to(device, non_blocking=True)
                         w = pair_weight(x8, t8, boost=cfg.pair_boost) if cfg.mode == "n2n" and cfg.pair_boost else None

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from train.config import SEG_DICE
 
-__all__ = ["HUBER_DELTA", "LOSSES", "make_loss", "pair_weight", "seg_loss"]
+__all__ = ["HUBER_DELTA", "LOSSES", "SOFT_NEAR_PX", "make_loss", "pair_weight", "seg_loss", "soft_seg_target"]
 
 HUBER_DELTA = 1.0
 """Huber delta and SmoothL1 beta: PyTorch's default, as in the paper's code. Note that with inputs
@@ -143,13 +143,47 @@ def _soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return (1.0 - (2.0 * inter + smooth) / (denom + smooth)).mean()
 
 
-def seg_loss(logits: torch.Tensor, target_mask: torch.Tensor, dice: str = "batch") -> torch.Tensor:
+SOFT_NEAR_PX = 2
+"""soft_seg_target gives a non-zero target only this close (Chebyshev pixels) to the hard mask: the
+shard's footprint is the drawn alpha grown by 2 px (synth.render.FOOTPRINT_DILATE_PX), and JPEG
+ringing farther out is never annotation."""
+
+
+def soft_seg_target(noisy_a: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, min_diff: int,
+                    width: float) -> torch.Tensor:
+    """A probability target for `seg` that tells how far each pixel's change is from the mask rule's cut.
+
+    The shard's mask marks a pixel when max_c |noisy_a - clean| >= min_diff (synth.render's MASK RULE);
+    along a softened stroke edge, pixels that moved min_diff - 1 and min_diff levels look alike in the
+    input, yet the hard target calls them 0 and 1. Here the target ramps linearly from 0 to 1 over
+    `width` grey levels either side of the cut (at min_diff - 0.5), near the hard mask only
+    (SOFT_NEAR_PX), and stays on the hard mask's side of 0.5 everywhere, so thresholding it at 0.5
+    gives back the hard mask exactly.
+
+    noisy_a, clean: (B, 3, H, W) uint8; mask: (B, H, W) class ids (any non-zero is annotation).
+    Returns (B, 1, H, W) float32 in [0, 1].
+    """
+    if width <= 0:
+        raise ValueError(f"width must be positive grey levels; got {width}")
+    hard = (mask != 0).float().unsqueeze(1)
+    diff = (noisy_a.float() - clean.float()).abs().amax(dim=1, keepdim=True)
+    ramp = ((diff - (min_diff - 0.5)) / (2.0 * width) + 0.5).clamp(0.0, 1.0)
+    k = 2 * SOFT_NEAR_PX + 1
+    near = F.max_pool2d(hard, k, stride=1, padding=SOFT_NEAR_PX)
+    below = 0.5 - 0.25 / width  # the ramp one level under the cut: where the mask says 0, stay below 0.5
+    return torch.where(hard > 0, ramp.clamp(min=0.5 + 0.25 / width), ramp.clamp(max=below) * near)
+
+
+def seg_loss(logits: torch.Tensor, target_mask: torch.Tensor, dice: str = "batch",
+             soft_target: torch.Tensor | None = None) -> torch.Tensor:
     """Detection loss for `seg` mode: cross-entropy + soft Dice, pooled as `dice` says (SEG_DICE).
 
     Binary (logits (B, 1, H, W)): BCE-with-logits + soft Dice; target (B, 1, H, W) or (B, H, W), any
     non-zero value counts as annotation (so a class-id mask can be passed as is).
     Multi-class (logits (B, C, H, W), C > 1): CE + soft Dice averaged over the foreground classes
     1..C-1; target (B, H, W) or (B, 1, H, W) holding class ids in 0..C-1 (0 background).
+    soft_target (binary only): (B, 1, H, W) probabilities used in place of the hard mask by both terms
+    (soft_seg_target; `train run --seg-soft`).
 
     Returns a float32 scalar.
     """
@@ -168,8 +202,11 @@ def seg_loss(logits: torch.Tensor, target_mask: torch.Tensor, dice: str = "batch
             f"target_mask {tuple(target_mask.shape)} does not match logits {tuple(logits.shape)}"
         )
     logits = logits.float()
+    if soft_target is not None and (c != 1 or soft_target.shape != (b, 1, h, w)):
+        raise ValueError(f"soft_target must be (B, 1, H, W) for binary logits; got {tuple(soft_target.shape)} "
+                         f"for logits {tuple(logits.shape)}")
     if c == 1:
-        target = (target_mask != 0).float().unsqueeze(1)
+        target = (target_mask != 0).float().unsqueeze(1) if soft_target is None else soft_target.float()
         bce = F.binary_cross_entropy_with_logits(logits, target)
         return bce + _soft_dice_loss(torch.sigmoid(logits), target, per_image=per_image)
     ids = target_mask.long()
