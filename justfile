@@ -198,8 +198,6 @@ real-mixed DEVDATA="../shared/devdata/mmotu": setup
         printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans.)\n' >> $rep/compare_$k/table.md
     done
 
-# hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
-# 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
 # soft seg targets along the mask's edge (--seg-soft LEVELS) against hard ones, per seed, at the quality budget
 # (~2 min per run on 2 cores); writes reports/quality/KIND/seg_soft/ and bench/results/seg_soft.md
 seg-soft KINDS="radial_line body_marker" LEVELS="0 2 4 8" SEEDS="0 1 2 3" SAMPLES="8192": setup
@@ -222,6 +220,8 @@ seg-soft KINDS="radial_line body_marker" LEVELS="0 2 4 8" SEEDS="0 1 2 3" SAMPLE
     done
     cd bench && ../{{py}} seg_soft.py --kinds {{KINDS}} --levels {{LEVELS}} --seeds {{SEEDS}}
 
+# hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
+# 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
 hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 3" DEVDATA="../shared/devdata/mmotu": setup
     #!/usr/bin/env bash
     set -euo pipefail

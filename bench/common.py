@@ -1,9 +1,10 @@
-"""Shared bits for benchmarks: a description of the machine, and markdown tables."""
+"""Shared bits for benchmarks: a description of the machine, markdown tables, mean ± sd over seeds."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
 from importlib.metadata import version
 
 
@@ -28,3 +29,9 @@ def table(headers: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def spread(values: list[float], fmt: str, sign: bool = False) -> str:
+    """mean ± sample standard deviation; sign: write the mean with its sign (a difference)."""
+    mean = format(statistics.mean(values), ("+" if sign else "") + fmt)
+    return mean if len(values) < 2 else f"{mean} ± {format(statistics.stdev(values), fmt)}"

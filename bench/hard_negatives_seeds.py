@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
-from common import machine, table
+from common import machine, spread, table
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).parent / "results" / "hard_negatives_seeds.md"
@@ -55,12 +54,6 @@ def row(name, hard: bool, c: dict) -> list:
         f"{c['own_found']} / {c['own_flagged']} / {c['own_fan']}", f"{c['found']} / {c['flagged']} / {c['fan']}",
         c["point"],
     ]
-
-
-def spread(values: list[float], fmt: str, sign: bool = False) -> str:
-    """mean ± sample standard deviation; sign: write the mean with its sign (a difference)."""
-    mean = format(statistics.mean(values), ("+" if sign else "") + fmt)
-    return mean if len(values) < 2 else f"{mean} ± {format(statistics.stdev(values), fmt)}"
 
 
 def kind_section(kind: str, seeds: list[int]) -> str:

@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
-from common import machine, table
+from common import machine, spread, table
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).parent / "results" / "seg_soft.md"
 MEASURES = (("dice", "Dice", ".4f"), ("iou", "IoU", ".4f"), ("psnr_hvsm", "PSNR-HVS-M (inpainted)", ".2f"))
-
-
-def spread(values: list[float], fmt: str, sign: bool = False) -> str:
-    """mean ± sample standard deviation; sign: write the mean with its sign (a difference)."""
-    mean = format(statistics.mean(values), ("+" if sign else "") + fmt)
-    return mean if len(values) < 2 else f"{mean} ± {format(statistics.stdev(values), fmt)}"
 
 
 def kind_section(kind: str, levels: list[str], seeds: list[int]) -> str:

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from synth.kinds import CLASS_IDS
+from synth.render import RenderOptions
 from train.config import AMP, MODES, NORMS, SEG_DICE, TrainConfig
 from train.data import EVAL_FIELDS, MODE_FIELDS, DataError, ShardStream, dataset_mean_std, epoch_order, list_shard_files
 from train.evaluate import Predictor, best_threshold, evaluate_batches, normalize, summary, sweep_thresholds
@@ -123,11 +124,11 @@ def soft_target_cut(cfg: TrainConfig, manifest: dict) -> int:
     if len(manifest["kinds"]) != 1:
         raise TrainError(f"--seg-soft needs one kind's shards; {cfg.shards} holds {', '.join(manifest['kinds'])}. "
                          "Train without --seg-soft, or on a single-kind build.")
-    render = manifest.get("params", {}).get("render", {})
-    if not render.get("soften", manifest.get("params", {}).get("soften", False)):
+    render, defaults = manifest.get("params", {}).get("render", {}), RenderOptions()
+    if not render.get("soften", defaults.soften):
         raise TrainError(f"--seg-soft needs shards built with capture softening; {cfg.shards} was built with "
                          "--no-soften, so its mask is every changed pixel and has no cut to soften. Drop --seg-soft.")
-    return int(render.get("mask_min_diff", 8))
+    return int(render.get("mask_min_diff", defaults.mask_min_diff))
 
 
 def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
@@ -213,7 +214,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=adt == torch.float16)
     loss_fn = make_loss(cfg.loss) if cfg.mode != "seg" else None
 
-    fields = MODE_FIELDS[cfg.mode] + (("clean",) if soft_cut else ())
+    fields = MODE_FIELDS[cfg.mode] + (("clean",) if soft_cut is not None else ())
     stream = ShardStream(
         cfg.shards, fields, seed=cfg.seed, rank=rank, world=world, n2n_swap=cfg.mode == "n2n",
         batch_size=cfg.batch_size, crop=cfg.crop, negatives=cfg.hard_negatives,
@@ -331,7 +332,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                     if cfg.mode == "seg":
                         m8 = batch["mask"].to(device, non_blocking=True)
                         soft = None
-                        if soft_cut:
+                        if soft_cut is not None:
                             soft = soft_seg_target(x8, batch["clean"].to(device, non_blocking=True), m8,
                                                    soft_cut, cfg.seg_soft)
                         loss = seg_loss(y.float(), m8.long(), dice=cfg.seg_dice, soft_target=soft)

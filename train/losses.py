@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from synth.render import FOOTPRINT_DILATE_PX
 from train.config import SEG_DICE
 
 __all__ = ["HUBER_DELTA", "LOSSES", "SOFT_NEAR_PX", "make_loss", "pair_weight", "seg_loss", "soft_seg_target"]
@@ -143,10 +144,10 @@ def _soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return (1.0 - (2.0 * inter + smooth) / (denom + smooth)).mean()
 
 
-SOFT_NEAR_PX = 2
+SOFT_NEAR_PX = FOOTPRINT_DILATE_PX
 """soft_seg_target gives a non-zero target only this close (Chebyshev pixels) to the hard mask: the
-shard's footprint is the drawn alpha grown by 2 px (synth.render.FOOTPRINT_DILATE_PX), and JPEG
-ringing farther out is never annotation."""
+shard's footprint is the drawn alpha grown by FOOTPRINT_DILATE_PX, and JPEG ringing farther out is
+never annotation."""
 
 
 def soft_seg_target(noisy_a: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, min_diff: int,
