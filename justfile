@@ -220,6 +220,45 @@ seg-soft KINDS="radial_line body_marker" LEVELS="0 2 4 8" SEEDS="0 1 2 3" SAMPLE
     done
     cd bench && ../{{py}} seg_soft.py --kinds {{KINDS}} --levels {{LEVELS}} --seeds {{SEEDS}}
 
+# phantoms closer to real scans against plain ones, per seed, at the quality budget (~2 min per run and ~1.5 min per
+# real-scan sweep on 2 cores): the scanner's chrome (--phantom-chrome), then also crisp specular reflections and point
+# echoes (--phantom-reflectors). The plain runs are seg-soft's hard ones (shared). Writes
+# reports/quality/KIND/phantom_chrome/ and bench/results/phantom_chrome.md
+phantom-chrome KINDS="radial_line body_marker" SEEDS="0 1" DEVDATA="../shared/devdata/mmotu": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # name | output folder | build options | run name
+    variants=("plain|out/soft||seg_soft0" "chrome|out/chrome|--phantom-chrome|seg"
+              "reflectors|out/chrome_refl|--phantom-chrome --phantom-reflectors|seg")
+    for kind in {{KINDS}}; do
+        rep=reports/quality/$kind/phantom_chrome val=out/soft/$kind/shards/val runs=() tests=()
+        for need in out/realbg/$kind/shards/test_real_odd {{DEVDATA}}/annotated {{DEVDATA}}/clean; do
+            [ -d $need ] || { echo "$kind: $need is missing; run 'just real-backgrounds $kind' (and check DEVDATA)." >&2; exit 1; }
+        done
+        {{bin}}/synth build --type $kind --n 64 --size 256 --shard-size 64 --seed 1 --out $val
+        for spec in "${variants[@]}"; do
+            IFS='|' read -r name dir flags run <<< "$spec"
+            s=$dir/$kind/shards
+            {{bin}}/synth build --type $kind --n 4096 --size 256 --shard-size 256 --workers 2 $flags --out $s/train
+            {{bin}}/synth build --type $kind --n 128 --size 256 --shard-size 128 --seed 2 $flags --out $s/test
+            tests+=("${name}_test:$s/test")
+            for seed in {{SEEDS}}; do
+                r=$dir/$kind/runs/${run}_s$seed sweep=$rep/sweep_${name}_s$seed
+                [ -f $r/best.pt ] || {{bin}}/train run --shards $s/train --val-shards $val --preset cpu --mode seg \
+                    --crop 128 --samples 8192 --seed $seed --out $r
+                runs+=(--run "$name phantoms, seed $seed=$r/best.pt")
+                [ $sweep/operating_point.json -nt $r/best.pt ] || {{bin}}/train check-real --checkpoint $r/best.pt \
+                    --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $sweep
+            done
+        done
+        for test in "${tests[@]}" real_tissue:out/realbg/$kind/shards/test_real_odd; do
+            {{bin}}/train compare --shards ${test#*:} --out $rep/${test%%:*} "${runs[@]}" \
+                --title "$kind, ${test%%:*} (128 held-out samples at 256 px): detectors trained on plain or closer-to-real phantoms"
+        done
+        printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans.)\n' >> $rep/real_tissue/table.md
+    done
+    cd bench && ../{{py}} phantom_chrome.py --kinds {{KINDS}} --seeds {{SEEDS}}
+
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
 # 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
 hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 3" DEVDATA="../shared/devdata/mmotu": setup

@@ -65,6 +65,8 @@ class BuildConfig:
     clean: str | None = None       # folder of clean scans; None = built-in phantoms
     n_phantoms: int = 64
     clean_seed: int | None = None  # phantom seed; None = same as seed (so a new --seed gives unseen phantoms)
+    phantom_chrome: bool = False   # the scanner's text, logos and bars on the phantoms (synth/chrome.py)
+    phantom_reflectors: bool = False  # crisp specular reflections and point echoes in the phantoms' tissue
     icons: str | None = None       # icon folder; None = assets/annotation_icons
     placement: str = "anywhere"
     soften: bool = True
@@ -105,6 +107,10 @@ def validate(cfg: BuildConfig) -> None:
         raise BuildError(f"--shard-size must be at least 1 (got {cfg.shard_size}).")
     if cfg.size_px < 32:
         raise BuildError(f"--size must be at least 32 px (got {cfg.size_px}).")
+    for option, on in (("--phantom-chrome", cfg.phantom_chrome), ("--phantom-reflectors", cfg.phantom_reflectors)):
+        if on and cfg.clean:
+            raise BuildError(f"{option} changes the built-in phantom scans, and --clean {cfg.clean} replaces them "
+                             f"with your scans; leave {option} out.")
     try:
         parse_compression(cfg.compression or DEFAULT_COMPRESSION[cfg.fmt], cfg.fmt)
     except ValueError as e:
@@ -143,9 +149,13 @@ def make_plan(cfg: BuildConfig, skip_bad: bool = False, progress=None) -> BuildP
     else:
         if cfg.n_phantoms < 1:
             raise BuildError(f"--phantoms must be at least 1 (got {cfg.n_phantoms}).")
-        clean = phantom_clean_set(cfg.n_phantoms, cfg.clean_seed)
+        clean = phantom_clean_set(cfg.n_phantoms, cfg.clean_seed, chrome=cfg.phantom_chrome,
+                                  reflectors=cfg.phantom_reflectors)
     icons = _load_icons(cfg)
     params = dataclasses.asdict(cfg)
+    for option in ("phantom_chrome", "phantom_reflectors"):
+        if not params[option]:  # builds from before the option keep their fingerprint (and resume)
+            del params[option]
     params["render"] = dataclasses.asdict(render_options(cfg))
     params["augment_options"] = dataclasses.asdict(AugmentOptions(enabled=cfg.augment))
     libraries = rendering_libraries()
@@ -403,6 +413,10 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
         "bytes": total_bytes, "bytes_per_sample": total_bytes / max(n_mine, 1),
         "compression": plan.cfg.compression, "format": plan.cfg.fmt, "part": f"{k_part}/{n_parts}",
         "clean_sources": len(plan.clean), "clean_skipped": list(plan.clean.skipped),
+        "clean_what": "phantom scans" + "".join(
+            f" with {what}" for what, on in (("the scanner's chrome", plan.clean.phantom_chrome),
+                                             ("reflectors", plan.clean.phantom_reflectors)) if on)
+        if plan.clean.is_phantom else f"scans from {plan.cfg.clean}",
     }
 
 

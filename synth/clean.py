@@ -20,13 +20,16 @@ class CleanError(ValueError):
 @dataclass(frozen=True)
 class CleanSet:
     """Clean sources by index (`clean_id` in the shards). Either `paths` (a folder) or `n_phantoms`
-    phantom scans drawn from `phantom_seed`."""
+    phantom scans drawn from `phantom_seed`, with the scanner's chrome when `phantom_chrome` and crisp
+    specular reflections and point echoes when `phantom_reflectors` (`synth.phantom.make_phantom`)."""
 
     names: tuple[str, ...]
     sha256: str
     root: str | None = None
     n_phantoms: int = 0
     phantom_seed: int = 0
+    phantom_chrome: bool = False
+    phantom_reflectors: bool = False
     skipped: tuple[str, ...] = ()
 
     def __len__(self) -> int:
@@ -41,19 +44,26 @@ class CleanSet:
         if self.is_phantom:
             from synth.phantom import make_phantom, phantom_seed
 
-            return make_phantom(phantom_seed(self.phantom_seed, clean_id), size_px=size_px)
+            return make_phantom(phantom_seed(self.phantom_seed, clean_id), size_px=size_px,
+                                chrome=self.phantom_chrome, reflectors=self.phantom_reflectors)
         return fit_to_size(read_image(Path(self.root) / self.names[clean_id]), size_px, policy)
 
 
-def phantom_clean_set(n: int, seed: int) -> CleanSet:
-    """`n` phantom scans; phantom k is make_phantom(SeedSequence([seed, k]))."""
+def phantom_clean_set(n: int, seed: int, chrome: bool = False, reflectors: bool = False) -> CleanSet:
+    """`n` phantom scans; phantom k is make_phantom(SeedSequence([seed, k])), with the scanner's chrome
+    (`synth.chrome`) when `chrome` and specular reflections and point echoes when `reflectors`."""
+    from synth import chrome as chrome_module
     from synth import phantom
 
-    names = tuple(f"phantom:{seed}:{k}" for k in range(n))
+    extras = "".join(f"+{name}" for name, on in (("chrome", chrome), ("reflectors", reflectors)) if on)
+    names = tuple(f"phantom{extras}:{seed}:{k}" for k in range(n))
     # the generator's source is part of the hash: a change to it changes every phantom
     code = Path(phantom.__file__).read_bytes()
+    if chrome:
+        code += Path(chrome_module.__file__).read_bytes()
     digest = hashlib.sha256(json.dumps(names).encode() + hashlib.sha256(code).digest()).hexdigest()
-    return CleanSet(names=names, sha256=digest, n_phantoms=n, phantom_seed=seed)
+    return CleanSet(names=names, sha256=digest, n_phantoms=n, phantom_seed=seed, phantom_chrome=chrome,
+                    phantom_reflectors=reflectors)
 
 
 def folder_clean_set(folder: str | Path, skip_bad: bool = False, progress=None) -> CleanSet:

@@ -36,6 +36,19 @@ def main() -> None:
 )
 @click.option("--clean-seed", type=int, default=None, help="Seed of the phantom scans (default: --seed).")
 @click.option(
+    "--phantom-chrome/--no-phantom-chrome",
+    default=False,
+    show_default=True,
+    help="Draw the scanner's own text, logos, depth digits and cine bar on the phantom scans (not annotations: "
+    "never masked).",
+)
+@click.option(
+    "--phantom-reflectors/--no-phantom-reflectors",
+    default=False,
+    show_default=True,
+    help="Add crisp specular reflections (thin bright curved lines) and point echoes to the phantoms' tissue.",
+)
+@click.option(
     "--icons",
     type=click.Path(path_type=Path),
     default=None,
@@ -73,6 +86,8 @@ def build(
     clean,
     n_phantoms,
     clean_seed,
+    phantom_chrome,
+    phantom_reflectors,
     icons,
     fmt,
     size_px,
@@ -114,6 +129,8 @@ def build(
         clean=str(clean) if clean else None,
         n_phantoms=n_phantoms,
         clean_seed=clean_seed,
+        phantom_chrome=phantom_chrome,
+        phantom_reflectors=phantom_reflectors,
         icons=str(icons) if icons else None,
         placement=placement,
         soften=soften,
@@ -166,7 +183,7 @@ def _print_summary(s: dict) -> None:
     t.add_row("size on disk", f"{s['bytes'] / 1e6:.1f} MB ({s['bytes_per_sample'] / 1e3:.0f} kB per sample)")
     t.add_row(
         "clean sources",
-        f"{s['clean_sources']}"
+        f"{s['clean_sources']} {s['clean_what']}"
         + (
             f" ({len(s['clean_skipped'])} unreadable, skipped: {', '.join(s['clean_skipped'][:5])})"
             if s["clean_skipped"]
@@ -270,11 +287,19 @@ def inspect(path, verify, preview, k, digest) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder for PNGs.")
 @click.option("--size", "size_px", type=click.IntRange(32, 4096), default=512, help="Image side in pixels.")
 @click.option("--seed", type=int, default=0, help="Phantom k uses SeedSequence([seed, k]).")
-def phantom(n, out, size_px, seed) -> None:
+@click.option(
+    "--chrome/--no-chrome", default=False, show_default=True,
+    help="Draw the scanner's own text, logos, depth digits and cine bar (as `synth build --phantom-chrome`).",
+)
+@click.option(
+    "--reflectors/--no-reflectors", default=False, show_default=True,
+    help="Add specular reflections and point echoes (as `synth build --phantom-reflectors`).",
+)
+def phantom(n, out, size_px, seed, chrome, reflectors) -> None:
     """Export procedural B-mode phantom scans as PNG files."""
     from synth.phantom import export_phantoms
 
-    paths = export_phantoms(n, out, size_px=size_px, seed=seed)
+    paths = export_phantoms(n, out, size_px=size_px, seed=seed, chrome=chrome, reflectors=reflectors)
     click.echo(f"wrote {len(paths)} phantom scans to {out}")
 
 

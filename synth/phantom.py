@@ -23,7 +23,8 @@ lateral position `u` in [-1, 1] across the fan):
 Both maps are drawn on small beam grids and scan-converted to the frame with one `cv2.remap` each;
 a soft display shoulder keeps bright tissue from clipping. Everything outside the fan is exactly 0;
 depth ticks, a focus marker, the transvaginal probe outline and a GE-style grey-scale bar are drawn
-in grey on top. The output is RGB uint8 with R = G = B.
+in grey on top. The output is RGB uint8 with R = G = B; with `chrome=True` the scanner's coloured
+text, logos and bars (`synth.chrome`) are drawn over it as well.
 
 Measured against the 78 clean dev scans (same fan-mask and statistics code for both), the medians
 over 100 phantoms of the mean, std, median, p5/p95 grey in the fan, 24 px patch CV, grain FWHM
@@ -45,10 +46,17 @@ import cv2
 import numpy as np
 
 from synth import exactmath as em
+from synth.chrome import Chrome, draw_chrome, sample_chrome
 
 GEOMETRIES = ("convex", "abdominal", "linear")
 """`convex`: transvaginal-like sector, apex near the top, 110-150 deg. `abdominal`: convex probe
 with the apex above the frame, 55-65 deg, flat-ish wide top. `linear`: a rectangle."""
+
+CHROME_STREAM = 0x6368726F
+"""Second SeedSequence word of a phantom's chrome stream (ASCII 'chro'), apart from its scan's."""
+
+REFLECTOR_STREAM = 0x7265666C
+"""Second SeedSequence word of a phantom's reflector stream (ASCII 'refl')."""
 
 _GEOMETRY_PROBS = (0.8, 0.1, 0.1)  # dev scans: ~80 % transvaginal, the rest abdominal (no linear seen)
 
@@ -243,6 +251,22 @@ class PhantomParams:
     noise_seed: int
 
 
+@dataclass(frozen=True)
+class Reflectors:
+    """Crisp bright echoes on top of the speckle, in frame px: specular reflections (thin curved segments
+    along the arcs, from tissue interfaces met head-on) and point echoes (small bright spots).
+
+    Real scans are full of both, and both look like annotation strokes and caliper dots: a thin bright
+    line, a bright dot with dark around it. The speckle and streaks of the echo map are never that crisp.
+    """
+
+    lines: tuple[tuple[tuple[float, float], ...], ...]  # polylines, (x_px, y_px) points
+    line_width_px: tuple[float, ...]
+    line_gain: tuple[float, ...]  # grey levels added at the line's core
+    dots: tuple[tuple[float, float, float], ...]  # (x_px, y_px, gain)
+    blur_sigma_px: float
+
+
 # ----------------------------------------------------------------------------- sampling
 
 
@@ -427,6 +451,43 @@ def sample_ticks(rng: np.random.Generator, probe: Probe, size_px: int) -> Ticks 
         spacing_px=h * rng.uniform(0.055, 0.09),  # 1 cm at 10-16 cm depth
         grey=int(rng.integers(150, 230)),
         focus_y_px=h * rng.uniform(0.3, 0.7) if rng.random() < 0.5 else None,
+    )
+
+
+def sample_reflectors(rng: np.random.Generator, probe: Probe, size_px: int) -> Reflectors:
+    """Draw 0-12 specular segments (10-120 px long at 532 px, mostly along the arcs) and 0-30 point
+    echoes inside the fan."""
+    scale = size_px / _REF_HEIGHT_PX
+    depth = probe.depth_px
+
+    def frame(d, u):
+        x, y = probe.frame_coords(np.asarray(d, np.float64), np.asarray(u, np.float64))
+        return np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+    def lateral_px(d):  # frame px per unit of u at depth d
+        if probe.geometry == "linear":
+            return 0.5 * (probe.right_px - probe.left_px)
+        return (d + probe.radius_near_px) * probe.half_angle_rad
+
+    lines, widths, gains = [], [], []
+    for _ in range(int(rng.integers(0, 13))):
+        d, u = depth * rng.uniform(0.05, 0.92), rng.uniform(-0.85, 0.85)
+        length = scale * rng.uniform(10.0, 120.0)
+        tilt, bend = rng.normal(0.0, 0.3), rng.normal(0.0, 0.15)
+        t = np.linspace(-0.5, 0.5, 7)
+        xs, ys = frame(d + length * (t * np.tan(tilt) + bend * (t * t - 1 / 12)), u + length * t / lateral_px(d))
+        lines.append(tuple((float(x), float(y)) for x, y in zip(xs, ys)))
+        widths.append(float(scale * rng.uniform(0.8, 2.0)))
+        gains.append(float(rng.uniform(50.0, 170.0)))
+    n_dots = int(rng.integers(0, 31))
+    xs, ys = frame(depth * rng.uniform(0.03, 0.95, n_dots), rng.uniform(-0.9, 0.9, n_dots))
+    dot_gains = rng.uniform(50.0, 160.0, n_dots)
+    return Reflectors(
+        lines=tuple(lines),
+        line_width_px=tuple(widths),
+        line_gain=tuple(gains),
+        dots=tuple((float(x), float(y), float(g)) for x, y, g in zip(xs, ys, dot_gains)),
+        blur_sigma_px=float(max(0.6, scale * rng.uniform(0.6, 1.1))),
     )
 
 
@@ -691,6 +752,28 @@ def _echo_map(params: PhantomParams, rng: np.random.Generator, rows: int, cols: 
     return np.float32(params.gain_grey) * echo * tgc * lateral
 
 
+def _reflector_map(reflectors: Reflectors, size_px: int) -> np.ndarray:
+    """(size_px, size_px) float32 grey levels to add: the lines and dots drawn anti-aliased, softened by
+    the system's point spread (a small Gaussian)."""
+    canvas = np.zeros((size_px, size_px), np.float32)
+    shift = 4  # cv2 drawing with 4 fractional bits for sub-pixel positions
+    for pts, width, gain in zip(reflectors.lines, reflectors.line_width_px, reflectors.line_gain):
+        p = np.rint(np.asarray(pts, np.float64) * (1 << shift)).astype(np.int32)
+        cv2.polylines(canvas, [p], False, float(gain), max(1, round(width)), cv2.LINE_AA, shift)
+    sigma = reflectors.blur_sigma_px
+    # dots: the mass that peaks at `gain` once blurred, split bilinearly over the four nearest pixels
+    mass = np.float32(2 * math.pi * sigma * sigma)
+    for x, y, gain in reflectors.dots:
+        x0, y0 = math.floor(x - 0.5), math.floor(y - 0.5)
+        fx, fy = np.float32(x - 0.5 - x0), np.float32(y - 0.5 - y0)
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                if 0 <= y0 + dy < size_px and 0 <= x0 + dx < size_px:
+                    canvas[y0 + dy, x0 + dx] += np.float32(gain) * mass * wy * wx
+    k = 2 * math.ceil(3 * sigma) + 1
+    return cv2.GaussianBlur(canvas, (k, k), sigma)
+
+
 @functools.lru_cache(maxsize=4)
 def _pixel_grid(size_px: int) -> tuple[np.ndarray, np.ndarray]:
     """Read-only float32 (x_px, y_px) coordinate arrays of a square frame, cached per size."""
@@ -701,8 +784,12 @@ def _pixel_grid(size_px: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @em.cpu_exact
-def render_phantom(params: PhantomParams) -> np.ndarray:
-    """Render `params` to a (size_px, size_px, 3) uint8 RGB image with R = G = B."""
+def render_phantom(
+    params: PhantomParams, chrome: Chrome | None = None, reflectors: Reflectors | None = None
+) -> np.ndarray:
+    """Render `params` to a (size_px, size_px, 3) uint8 RGB image: R = G = B, unless `chrome` (the
+    scanner's coloured text, logos and bars, `synth.chrome`) is drawn on top. `reflectors` adds crisp
+    specular reflections and point echoes inside the fan."""
     size_px = params.size_px
     probe = params.probe
     rng = np.random.default_rng(np.random.SeedSequence(params.noise_seed))
@@ -730,6 +817,8 @@ def render_phantom(params: PhantomParams) -> np.ndarray:
     map_c = (s_px + np.float32(probe.arc_half_px)) * np.float32(1.0 / col_px)
     map_r = d_px * np.float32(1.0 / row_px)
     grey *= cv2.remap(speckle, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if reflectors is not None:
+        grey += _reflector_map(reflectors, size_px)
 
     # Fan mask with a one-pixel soft edge; everything outside is exactly black.
     if probe.geometry == "linear":
@@ -745,8 +834,45 @@ def render_phantom(params: PhantomParams) -> np.ndarray:
     bright = grey > knee
     grey[bright] = knee + span * em.tanh((grey[bright] - knee) / span)
     _draw_ui(grey, params)
-    out = np.clip(grey + 0.5, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(out, cv2.COLOR_GRAY2RGB)
+    if chrome is None:
+        out = np.clip(grey + 0.5, 0, 255).astype(np.uint8)
+        return cv2.cvtColor(out, cv2.COLOR_GRAY2RGB)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    ticks = params.ticks
+    if ticks is None:
+        draw_chrome(rgb, chrome)
+    else:
+        dashes = [mark[:4] for mark in tick_marks(ticks, size_px) if mark[4]]
+        draw_chrome(rgb, chrome, dashes, focus_marker(ticks, size_px))
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def tick_marks(ticks: Ticks, size_px: int) -> list[tuple[int, int, int, int, bool]]:
+    """The depth scale's marks as (y0, y1, x0, x1, every_5_cm) pixel boxes: a dot every centimetre,
+    a dash every 5 cm."""
+    unit_px = max(1, round(size_px / _REF_HEIGHT_PX))  # line thickness of the scanner's UI
+    marks = []
+    y, k = ticks.top_px, 0
+    while y < size_px - unit_px:
+        x0 = round(ticks.x_px)
+        half_len = 2 * unit_px if k % 5 == 0 else unit_px // 2
+        yi = round(y)
+        marks.append((yi, yi + unit_px, max(x0 - half_len, 0), x0 + half_len + 1, k % 5 == 0))
+        y += ticks.spacing_px
+        k += 1
+    return marks
+
+
+def focus_marker(ticks: Ticks, size_px: int) -> np.ndarray | None:
+    """(3, 2) int32 corners of the focus marker, a small triangle pointing into the image a few
+    pixels beside the ticks; None when the frame shows none."""
+    if ticks.focus_y_px is None:
+        return None
+    unit_px = max(1, round(size_px / _REF_HEIGHT_PX))
+    side = 1 if ticks.x_px < size_px / 2 else -1
+    x0 = ticks.x_px + side * 5 * unit_px
+    fy, tri = ticks.focus_y_px, 3 * unit_px
+    return np.array([[x0, fy - tri], [x0, fy + tri], [x0 + side * 1.5 * tri, fy]], dtype=np.int32)
 
 
 def _draw_ui(grey: np.ndarray, params: PhantomParams) -> None:
@@ -755,22 +881,11 @@ def _draw_ui(grey: np.ndarray, params: PhantomParams) -> None:
     unit_px = max(1, round(size_px / _REF_HEIGHT_PX))  # line thickness of the scanner's UI
     ticks = params.ticks
     if ticks is not None:
-        y = ticks.top_px
-        k = 0
-        while y < size_px - unit_px:
-            x0 = round(ticks.x_px)
-            half_len = 2 * unit_px if k % 5 == 0 else unit_px // 2
-            yi = round(y)
-            grey[yi : yi + unit_px, max(x0 - half_len, 0) : x0 + half_len + 1] = ticks.grey
-            y += ticks.spacing_px
-            k += 1
-        if ticks.focus_y_px is not None:
-            # Focus marker: a small triangle pointing into the image, a few pixels beside the ticks.
-            side = 1 if ticks.x_px < size_px / 2 else -1
-            x0 = ticks.x_px + side * 5 * unit_px
-            fy, tri = ticks.focus_y_px, 3 * unit_px
-            pts = np.array([[x0, fy - tri], [x0, fy + tri], [x0 + side * 1.5 * tri, fy]], dtype=np.int32)
-            cv2.fillConvexPoly(grey, pts, float(ticks.grey))
+        for y0, y1, x0, x1, _ in tick_marks(ticks, size_px):
+            grey[y0:y1, x0:x1] = ticks.grey
+        focus = focus_marker(ticks, size_px)
+        if focus is not None:
+            cv2.fillConvexPoly(grey, focus, float(ticks.grey))
     if params.probe_ring_grey:
         # Transvaginal scanners outline the probe face: a thin bright circle around the apex.
         probe, shift = params.probe, 4  # cv2 drawing with 4 fractional bits for sub-pixel centres
@@ -789,12 +904,18 @@ def _draw_ui(grey: np.ndarray, params: PhantomParams) -> None:
 # ----------------------------------------------------------------------------- public API
 
 
-def make_phantom(seed: int, size_px: int = 512, geometry: str | None = None) -> np.ndarray:
-    """(size_px, size_px, 3) uint8 RGB, R=G=B, deterministic for (seed, size_px, geometry).
+def make_phantom(
+    seed: int, size_px: int = 512, geometry: str | None = None, chrome: bool = False, reflectors: bool = False
+) -> np.ndarray:
+    """(size_px, size_px, 3) uint8 RGB, R=G=B, deterministic for (seed, size_px, geometry, chrome, reflectors).
 
     geometry in {"convex", "abdominal", "linear"} or None = drawn from the seed. The layout (fan,
     layers, lesions) scales with `size_px`, so one seed shows the same scene at every size; the
-    speckle grain scales too, but its noise pattern differs between sizes.
+    speckle grain scales too, but its noise pattern differs between sizes. chrome=True adds the
+    scanner's coloured text, logos and bars (`synth.chrome`), drawn from a stream of their own
+    (SeedSequence([seed, CHROME_STREAM])): the scan under them is the one chrome=False gives.
+    reflectors=True adds crisp specular reflections and point echoes (`Reflectors`), from a stream of
+    their own too (REFLECTOR_STREAM).
     """
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
@@ -803,7 +924,15 @@ def make_phantom(seed: int, size_px: int = 512, geometry: str | None = None) -> 
     if geometry is not None and geometry not in GEOMETRIES:
         raise ValueError(f"unknown geometry {geometry!r}; use one of {GEOMETRIES} or None")
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    return render_phantom(sample_phantom(rng, size_px, geometry))
+    params = sample_phantom(rng, size_px, geometry)
+    extras = {}
+    if chrome:
+        chrome_rng = np.random.default_rng(np.random.SeedSequence([seed, CHROME_STREAM]))
+        extras["chrome"] = sample_chrome(chrome_rng, size_px, params.ticks)
+    if reflectors:
+        reflector_rng = np.random.default_rng(np.random.SeedSequence([seed, REFLECTOR_STREAM]))
+        extras["reflectors"] = sample_reflectors(reflector_rng, params.probe, size_px)
+    return render_phantom(params, **extras)
 
 
 def phantom_seed(seed: int, k: int) -> int:
@@ -814,10 +943,12 @@ def phantom_seed(seed: int, k: int) -> int:
     return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
 
 
-def export_phantoms(n: int, out_dir, size_px: int = 512, seed: int = 0) -> list[Path]:
+def export_phantoms(
+    n: int, out_dir, size_px: int = 512, seed: int = 0, chrome: bool = False, reflectors: bool = False
+) -> list[Path]:
     """Write phantom-00000.png ... ; phantom k uses make_phantom(seed-derived via numpy SeedSequence([seed, k])).
 
-    Returns the written paths in order. PNGs are lossless 3-channel grey images.
+    Returns the written paths in order. PNGs are lossless 3-channel images (grey unless `chrome`).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -826,8 +957,8 @@ def export_phantoms(n: int, out_dir, size_px: int = 512, seed: int = 0) -> list[
     paths = []
     for k in range(n):
         path = out_dir / f"phantom-{k:05d}.png"
-        image = make_phantom(phantom_seed(seed, k), size_px)
-        if not cv2.imwrite(str(path), image):  # R = G = B, so RGB vs BGR order does not matter
+        image = make_phantom(phantom_seed(seed, k), size_px, chrome=chrome, reflectors=reflectors)
+        if not cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1])):  # cv2 writes BGR
             raise OSError(f"could not write {path}")
         paths.append(path)
     return paths

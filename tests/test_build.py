@@ -50,6 +50,29 @@ def test_build_writes_contract_and_manifest(tmp_path):
             assert not np.array_equal(a, b)
 
 
+def test_phantom_chrome_and_reflectors_are_in_the_clean_scan_and_never_masked(tmp_path):
+    from synth.phantom import make_phantom, phantom_seed
+
+    _, out = _build(tmp_path, "chrome", kind="radial_line", n=6, size_px=192, phantom_chrome=True,
+                    phantom_reflectors=True, augment=False, soften=False)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["params"]["phantom_chrome"] is True and manifest["params"]["phantom_reflectors"] is True
+    assert all(name.startswith("phantom+chrome+reflectors:") for name in manifest["clean_sources"])
+    for shard in list_shards(out):
+        with h5py.File(shard, "r") as f:
+            for j in range(f["clean"].shape[0]):
+                clean, noisy, mask = f["clean"][j], f["noisy_a"][j], f["mask"][j]
+                # no augmentation: the clean scan is the phantom itself
+                phantom = make_phantom(phantom_seed(0, int(f["clean_id"][j])), 192, chrome=True, reflectors=True)
+                assert np.array_equal(clean, phantom)
+                # no softening: the mask is exactly the changed pixels, so chrome (in both images) is never in it
+                assert np.array_equal(mask > 0, (noisy != clean).any(axis=2))
+    # a build without chrome keeps the fingerprint it had before the option existed (no key in params)
+    _, plain = _build(tmp_path, "plain", kind="radial_line", n=2, size_px=192)
+    params = json.loads((plain / MANIFEST_NAME).read_text())["params"]
+    assert "phantom_chrome" not in params and "phantom_reflectors" not in params
+
+
 def test_same_command_same_bytes_for_any_worker_count(tmp_path):
     _, one = _build(tmp_path, "w1", workers=1)
     _, two = _build(tmp_path, "w2", workers=2)

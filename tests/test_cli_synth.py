@@ -144,8 +144,20 @@ def test_icon_folder_without_usable_icons(tmp_path):
     _user_error(r, "flat.png", "RGBA")
 
 
+@pytest.mark.parametrize("option", ["--phantom-chrome", "--phantom-reflectors"])
+def test_phantom_options_need_phantoms(tmp_path, option):
+    folder = _clean_folder(tmp_path)
+    r = run("build", "--type", "radial_line", "--n", 2, "--clean", folder, option, "--out", tmp_path / "o", *SMALL)
+    _user_error(r, option, str(folder), f"leave {option} out")
+    assert not (tmp_path / "o").exists()
+
+
 def test_phantom_export(tmp_path):
     r = run("phantom", "--n", 3, "--out", tmp_path / "ph", "--size", 64)
     assert r.exit_code == 0, r.output
     pngs = sorted((tmp_path / "ph").glob("*.png"))
     assert len(pngs) == 3 and cv2.imread(str(pngs[0])).shape == (64, 64, 3)
+    r = run("phantom", "--n", 4, "--out", tmp_path / "chrome", "--size", 128, "--chrome")
+    assert r.exit_code == 0, r.output
+    images = [cv2.imread(str(p)) for p in sorted((tmp_path / "chrome").glob("*.png"))]
+    assert len(images) == 4 and any((im[..., 0] != im[..., 2]).any() for im in images)  # the chrome's colours

@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from synth.chrome import sample_chrome
 from synth.phantom import (
     GEOMETRIES,
+    Ticks,
     export_phantoms,
     make_phantom,
     phantom_seed,
@@ -66,13 +68,60 @@ def test_deterministic_and_seed_dependent():
     assert not np.array_equal(make_phantom(11, SIZE, "convex"), make_phantom(11, SIZE, "linear"))
 
 
-def test_deterministic_across_processes():
+@pytest.mark.parametrize("extras", [{}, {"chrome": True, "reflectors": True}])
+def test_deterministic_across_processes(extras):
     code = (
         "import hashlib; from synth.phantom import make_phantom; "
-        f"print(hashlib.sha256(make_phantom(21, {SIZE}).tobytes()).hexdigest())"
+        f"print(hashlib.sha256(make_phantom(21, {SIZE}, **{extras!r}).tobytes()).hexdigest())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == hashlib.sha256(make_phantom(21, SIZE).tobytes()).hexdigest()
+    assert out.stdout.strip() == hashlib.sha256(make_phantom(21, SIZE, **extras).tobytes()).hexdigest()
+
+
+def test_reflectors_brighten_the_tissue_only():
+    added = []
+    for seed in range(6):
+        params = _params(seed, 256)
+        plain = make_phantom(seed, 256)[..., 0].astype(int)
+        bright = make_phantom(seed, 256, reflectors=True)
+        assert np.array_equal(bright[..., 0], bright[..., 2]), "reflectors are grey"
+        diff = bright[..., 0].astype(int) - plain
+        assert diff.min() >= 0, "echoes only add brightness"
+        assert not diff[_fan_inside_px(params) < -1.0].any(), "nothing outside the fan"
+        added.append((diff >= 20).mean())
+    # thin lines and spots: present on most frames, a small share of the pixels
+    assert sum(a > 0 for a in added) >= 4 and max(added) < 0.03
+
+
+def test_chrome_draws_coloured_marks_over_the_same_scan():
+    coloured = []
+    for seed in range(8):
+        plain, chrome = make_phantom(seed, 256), make_phantom(seed, 256, chrome=True)
+        changed = (plain != chrome).any(axis=2)
+        assert changed.mean() < 0.03, "chrome is small text and bars, not a new scan"
+        # the scan under the chrome is chrome=False's: its own stream, so nothing else moved
+        ys, xs = np.nonzero(~cv2.dilate(changed.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool))
+        assert np.array_equal(plain[ys, xs], chrome[ys, xs])
+        coloured.append(int((chrome[..., 0] != chrome[..., 2]).sum()))
+    # logos, the blue parameter line, yellow ticks and the cine track are in colour on most frames
+    assert sum(c > 0 for c in coloured) >= 6
+
+
+def test_chrome_vendor_follows_the_depth_scale():
+    size = 256
+    left = Ticks(x_px=12.0, top_px=10.0, spacing_px=18.0, grey=200, focus_y_px=None)
+    right = dataclasses.replace(left, x_px=size - 12.0)
+    vendors = {sample_chrome(np.random.default_rng(k), size, t).vendor for k in range(10) for t in (left,)}
+    assert vendors == {"ge"}
+    digits = []
+    for k in range(20):
+        chrome = sample_chrome(np.random.default_rng(k), size, right)
+        assert chrome.vendor == "mindray"
+        digits.append([lab.text for lab in chrome.labels if lab.text.isdigit()])
+    # Mindray writes the depth beside every 5 cm tick: 0, 5, 10, ... (on most frames)
+    scales = [d for d in digits if d]
+    assert len(scales) >= 10
+    assert all(d == [str(5 * k) for k in range(len(d))] and len(d) >= 2 for d in scales)
 
 
 def test_params_are_serialisable_and_render_is_pure():
@@ -166,3 +215,7 @@ def test_export_phantoms(tmp_path):
         assert np.array_equal(image, make_phantom(phantom_seed(5, k), 64))
     assert phantom_seed(5, 1) == int(np.random.SeedSequence([5, 1]).generate_state(1)[0])
     assert export_phantoms(0, tmp_path / "empty") == []
+    # in colour, the PNG holds the RGB phantom (cv2 writes BGR: the order is swapped on the way out)
+    (path,) = export_phantoms(1, tmp_path / "chrome", size_px=128, seed=0, chrome=True)
+    rgb = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert np.array_equal(rgb, make_phantom(phantom_seed(0, 0), 128, chrome=True))
