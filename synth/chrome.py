@@ -86,64 +86,75 @@ def sample_chrome(rng: np.random.Generator, size_px: int, ticks=None) -> Chrome:
         vendor = "ge" if ticks.x_px < size_px / 2 else "mindray"
     else:
         vendor = VENDORS[int(rng.random() < 0.4)]
+    if vendor == "ge":
+        return _sample_ge(rng, size_px, s)
+    return _sample_mindray(rng, size_px, s, ticks)
+
+
+def _sample_ge(rng: np.random.Generator, size_px: int, s: float) -> Chrome:
+    """GE: parameter block top-right (grey, one blue line), sometimes a yellow logo, yellow 5 cm ticks."""
+    labels: list[TextLabel] = []
+    margin = 4.0 * s
+    if rng.random() < 0.85:  # parameter block, flush top-right
+        n = int(rng.integers(2, 5))
+        lines = list(rng.choice(_GE_PARAMS, size=n - 1, replace=False))
+        lines.insert(int(rng.integers(0, n)), str(rng.choice(_GE_BLUE_PARAMS)))
+        cap, step = float(rng.uniform(7.5, 9.5)) * s, float(rng.uniform(10.5, 12.5)) * s
+        grey = _grey(rng, 150, 205)
+        blue = (int(rng.integers(50, 90)), int(rng.integers(60, 100)), int(rng.integers(190, 235)))
+        for k, text in enumerate(lines):
+            colour, bold = (blue, True) if text in _GE_BLUE_PARAMS else (grey, False)
+            labels.append(_label(rng, text, size_px - margin, margin + cap + k * step, cap, colour, bold, "right"))
+    if rng.random() < 0.35:  # yellow logo near the top-left quarter
+        cap = float(rng.uniform(8.0, 11.0)) * s
+        colour = (int(rng.integers(225, 250)), int(rng.integers(230, 250)), int(rng.integers(90, 160)))
+        x = size_px * float(rng.uniform(0.12, 0.3))
+        labels.append(_label(rng, str(rng.choice(_GE_LOGOS)), x, margin + cap, cap, colour, bold=True))
+    tick_colour = None
+    if rng.random() < 0.7:
+        tick_colour = (int(rng.integers(215, 245)), int(rng.integers(215, 245)), int(rng.integers(60, 130)))
+    return Chrome(vendor="ge", labels=tuple(labels), bars=(), tick_colour=tick_colour)
+
+
+def _sample_mindray(rng: np.random.Generator, size_px: int, s: float, ticks) -> Chrome:
+    """Mindray: cyan 'm' logo, depth digits beside the ticks, cine counter, sometimes a parameter column."""
     labels: list[TextLabel] = []
     bars: list[Bar] = []
     margin = 4.0 * s
-    tick_colour = None
-    if vendor == "ge":
-        if rng.random() < 0.85:  # parameter block, flush top-right, grey with one blue line
-            n = int(rng.integers(2, 5))
-            lines = list(rng.choice(_GE_PARAMS, size=n - 1, replace=False))
-            lines.insert(int(rng.integers(0, n)), str(rng.choice(_GE_BLUE_PARAMS)))
-            cap, step = float(rng.uniform(7.5, 9.5)) * s, float(rng.uniform(10.5, 12.5)) * s
-            grey = _grey(rng, 150, 205)
-            blue = (int(rng.integers(50, 90)), int(rng.integers(60, 100)), int(rng.integers(190, 235)))
-            for k, text in enumerate(lines):
-                colour, bold = (blue, True) if text in _GE_BLUE_PARAMS else (grey, False)
-                labels.append(_label(rng, text, size_px - margin, margin + cap + k * step, cap, colour, bold, "right"))
-        if rng.random() < 0.35:  # yellow logo near the top-left quarter
-            cap = float(rng.uniform(8.0, 11.0)) * s
-            colour = (int(rng.integers(225, 250)), int(rng.integers(230, 250)), int(rng.integers(90, 160)))
-            x = size_px * float(rng.uniform(0.12, 0.3))
-            labels.append(_label(rng, str(rng.choice(_GE_LOGOS)), x, margin + cap, cap, colour, bold=True))
-        if rng.random() < 0.7:
-            tick_colour = (int(rng.integers(215, 245)), int(rng.integers(215, 245)), int(rng.integers(60, 130)))
-    else:
-        if rng.random() < 0.85:  # cyan 'm' logo at the top, about a third of the way across
-            cap = float(rng.uniform(7.0, 10.0)) * s
-            colour = (int(rng.integers(30, 90)), int(rng.integers(170, 215)), int(rng.integers(200, 240)))
-            x = size_px * float(rng.uniform(0.25, 0.42))
-            labels.append(_label(rng, "m", x, margin + 1.6 * cap, 1.6 * cap, colour, bold=True))
-        if ticks is not None and rng.random() < 0.8:  # depth digits beside every 5 cm tick, outer side
-            cap = float(rng.uniform(7.0, 9.5)) * s
-            colour = _grey(rng, 180, 235)
-            right_side = ticks.x_px > size_px / 2
-            x = ticks.x_px + (1 if right_side else -1) * 4.0 * s
-            y, depth_cm = ticks.top_px, 0
-            while y + cap / 2 < size_px - margin:
-                text = str(depth_cm)
-                labels.append(_label(rng, text, x, y + cap / 2, cap, colour, align="left" if right_side else "right"))
-                y += 5 * ticks.spacing_px
-                depth_cm += 5
-        if rng.random() < 0.6:  # cine counter: a thin blue track with end stops, then "k/k" in white
-            y = size_px - margin - 6.0 * s
-            x1 = size_px * float(rng.uniform(0.15, 0.3))
-            track = (int(rng.integers(80, 130)), int(rng.integers(120, 160)), int(rng.integers(150, 190)))
-            th = max(1.0 * s, 0.6)
-            bars.append(Bar(0.0, y - th / 2, x1, y + th / 2, track))
-            bars.append(Bar(x1 - th, y - 4.0 * s, x1 + th, y + th / 2, track))
-            frames = int(rng.integers(40, 900))
-            cap = float(rng.uniform(7.5, 10.0)) * s
-            labels.append(_label(rng, f"{frames}/{frames}", x1 + 4.0 * s, y + cap / 2, cap, _grey(rng, 215, 250),
-                                 bold=True))
-        if rng.random() < 0.4:  # a short parameter column at the top-right
-            n = int(rng.integers(2, 5))
-            cap, step = float(rng.uniform(7.0, 9.0)) * s, float(rng.uniform(10.5, 12.5)) * s
-            grey = _grey(rng, 160, 220)
-            for k, text in enumerate(rng.choice(_MINDRAY_PARAMS, size=n, replace=False)):
-                labels.append(_label(rng, str(text), size_px - margin, margin + cap + k * step, cap, grey,
-                                     align="right"))
-    return Chrome(vendor=vendor, labels=tuple(labels), bars=tuple(bars), tick_colour=tick_colour)
+    if rng.random() < 0.85:  # cyan 'm' logo at the top, about a third of the way across
+        cap = float(rng.uniform(7.0, 10.0)) * s
+        colour = (int(rng.integers(30, 90)), int(rng.integers(170, 215)), int(rng.integers(200, 240)))
+        x = size_px * float(rng.uniform(0.25, 0.42))
+        labels.append(_label(rng, "m", x, margin + 1.6 * cap, 1.6 * cap, colour, bold=True))
+    if ticks is not None and rng.random() < 0.8:  # depth digits beside every 5 cm tick, outer side
+        cap = float(rng.uniform(7.0, 9.5)) * s
+        colour = _grey(rng, 180, 235)
+        right_side = ticks.x_px > size_px / 2
+        x = ticks.x_px + (1 if right_side else -1) * 4.0 * s
+        y, depth_cm = ticks.top_px, 0
+        while y + cap / 2 < size_px - margin:
+            text = str(depth_cm)
+            labels.append(_label(rng, text, x, y + cap / 2, cap, colour, align="left" if right_side else "right"))
+            y += 5 * ticks.spacing_px
+            depth_cm += 5
+    if rng.random() < 0.6:  # cine counter: a thin blue track with an end stop, then "k/k" in white
+        y = size_px - margin - 6.0 * s
+        x1 = size_px * float(rng.uniform(0.15, 0.3))
+        track = (int(rng.integers(80, 130)), int(rng.integers(120, 160)), int(rng.integers(150, 190)))
+        th = max(1.0 * s, 0.6)
+        bars.append(Bar(0.0, y - th / 2, x1, y + th / 2, track))
+        bars.append(Bar(x1 - th, y - 4.0 * s, x1 + th, y + th / 2, track))
+        frames = int(rng.integers(40, 900))
+        cap = float(rng.uniform(7.5, 10.0)) * s
+        labels.append(_label(rng, f"{frames}/{frames}", x1 + 4.0 * s, y + cap / 2, cap, _grey(rng, 215, 250),
+                             bold=True))
+    if rng.random() < 0.4:  # a short parameter column at the top-right
+        n = int(rng.integers(2, 5))
+        cap, step = float(rng.uniform(7.0, 9.0)) * s, float(rng.uniform(10.5, 12.5)) * s
+        grey = _grey(rng, 160, 220)
+        for k, text in enumerate(rng.choice(_MINDRAY_PARAMS, size=n, replace=False)):
+            labels.append(_label(rng, str(text), size_px - margin, margin + cap + k * step, cap, grey, align="right"))
+    return Chrome(vendor="mindray", labels=tuple(labels), bars=tuple(bars), tick_colour=None)
 
 
 def draw_chrome(image: np.ndarray, chrome: Chrome, dashes=(), focus: np.ndarray | None = None) -> None:
