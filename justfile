@@ -222,14 +222,17 @@ seg-soft KINDS="radial_line body_marker" LEVELS="0 2 4 8" SEEDS="0 1 2 3" SAMPLE
 
 # phantoms closer to real scans against plain ones, per seed, at the quality budget (~2 min per run and ~1.5 min per
 # real-scan sweep on 2 cores): the scanner's chrome (--phantom-chrome), then also crisp specular reflections and point
-# echoes (--phantom-reflectors). The plain runs are seg-soft's hard ones (shared). Writes
+# echoes (--phantom-reflectors), and 1,024 phantoms instead of 64. The plain runs are seg-soft's hard ones. Writes
 # reports/quality/KIND/phantom_chrome/ and bench/results/phantom_chrome.md
-phantom-chrome KINDS="radial_line body_marker" SEEDS="0 1" DEVDATA="../shared/devdata/mmotu": setup
+phantom-chrome KINDS="radial_line body_marker" SEEDS="0 1 2 3" SEEDS_1024="0 1" DEVDATA="../shared/devdata/mmotu": setup
     #!/usr/bin/env bash
     set -euo pipefail
-    # name | output folder | build options | run name
-    variants=("plain|out/soft||seg_soft0" "chrome|out/chrome|--phantom-chrome|seg"
-              "reflectors|out/chrome_refl|--phantom-chrome --phantom-reflectors|seg")
+    # name | output folder | build options | run name | held-out test set of its own (the 1024-phantom variants
+    # are tested on the 64-phantom variants' sets: the same kinds of phantom)
+    variants=("plain|out/soft||seg_soft0|yes" "chrome|out/chrome|--phantom-chrome|seg|yes"
+              "reflectors|out/chrome_refl|--phantom-chrome --phantom-reflectors|seg|yes"
+              "plain1024|out/many|--phantoms 1024|seg|no"
+              "reflectors1024|out/many_refl|--phantoms 1024 --phantom-chrome --phantom-reflectors|seg|no")
     for kind in {{KINDS}}; do
         rep=reports/quality/$kind/phantom_chrome val=out/soft/$kind/shards/val runs=() tests=()
         for need in out/realbg/$kind/shards/test_real_odd {{DEVDATA}}/annotated {{DEVDATA}}/clean; do
@@ -237,12 +240,15 @@ phantom-chrome KINDS="radial_line body_marker" SEEDS="0 1" DEVDATA="../shared/de
         done
         {{bin}}/synth build --type $kind --n 64 --size 256 --shard-size 64 --seed 1 --out $val
         for spec in "${variants[@]}"; do
-            IFS='|' read -r name dir flags run <<< "$spec"
+            IFS='|' read -r name dir flags run own_test <<< "$spec"
             s=$dir/$kind/shards
             {{bin}}/synth build --type $kind --n 4096 --size 256 --shard-size 256 --workers 2 $flags --out $s/train
-            {{bin}}/synth build --type $kind --n 128 --size 256 --shard-size 128 --seed 2 $flags --out $s/test
-            tests+=("${name}_test:$s/test")
-            for seed in {{SEEDS}}; do
+            if [ $own_test = yes ]; then
+                {{bin}}/synth build --type $kind --n 128 --size 256 --shard-size 128 --seed 2 $flags --out $s/test
+                tests+=("${name}_test:$s/test")
+            fi
+            seeds="{{SEEDS}}"; [[ $name == *1024 ]] && seeds="{{SEEDS_1024}}"
+            for seed in $seeds; do
                 r=$dir/$kind/runs/${run}_s$seed sweep=$rep/sweep_${name}_s$seed
                 [ -f $r/best.pt ] || {{bin}}/train run --shards $s/train --val-shards $val --preset cpu --mode seg \
                     --crop 128 --samples 8192 --seed $seed --out $r
@@ -257,7 +263,7 @@ phantom-chrome KINDS="radial_line body_marker" SEEDS="0 1" DEVDATA="../shared/de
         done
         printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans.)\n' >> $rep/real_tissue/table.md
     done
-    cd bench && ../{{py}} phantom_chrome.py --kinds {{KINDS}} --seeds {{SEEDS}}
+    cd bench && ../{{py}} phantom_chrome.py --kinds {{KINDS}} --seeds {{SEEDS}} --seeds-1024 {{SEEDS_1024}}
 
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
 # 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
