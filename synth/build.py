@@ -296,8 +296,13 @@ def _different_build(out: Path, old: dict, plan: BuildPlan) -> str:
         changed = ", ".join(f"{k} {was.get(k, 'unrecorded')} (now {v})" for k, v in now.items() if was.get(k) != v)
         return (f"--out {out} holds this build made with other versions: {changed}. Its shards would not match "
                 f"the ones made now; finish it with those versions, or pass --overwrite to rebuild it all.")
-    return (f"--out {out} holds a different build (other parameters, icons or clean scans); choose another "
-            f"folder or pass --overwrite to replace it.")
+    inputs = (("params", "parameters"), ("icons_sha256", "icons"), ("clean_sha256", "clean scans"))
+    differs = [what for key, what in inputs if old.get(key) != new[key]]
+    if differs == ["clean scans"] and plan.clean.is_phantom and old.get("clean_sources") == list(plan.clean.names):
+        why = "the same phantom scans, drawn by changed code (synth/phantom.py or synth/chrome.py)"
+    else:
+        why = "other " + " and ".join(differs)
+    return f"--out {out} holds a different build ({why}); choose another folder or pass --overwrite to replace it."
 
 
 def prepare_out(plan: BuildPlan, out: Path, overwrite: bool) -> dict:

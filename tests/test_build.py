@@ -129,8 +129,13 @@ def test_corrupt_shard_is_rebuilt_on_rerun(tmp_path):
 
 def test_different_build_in_out_is_refused_unless_overwrite(tmp_path):
     _, out = _build(tmp_path, "a")
-    with pytest.raises(BuildError, match="holds a different build.*--overwrite"):
+    with pytest.raises(BuildError, match=r"holds a different build \(other parameters and clean scans\).*--overwrite"):
         _build(tmp_path, "a", seed=5)
+    # the same phantoms drawn by other phantom code (as after an upgrade): the message says so
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    (out / MANIFEST_NAME).write_text(json.dumps({**manifest, "clean_sha256": "0" * 64, "fingerprint": "0" * 64}))
+    with pytest.raises(BuildError, match=r"same phantom scans, drawn by changed code \(synth/phantom.py"):
+        _build(tmp_path, "a")
     cfg = BuildConfig(kind="body_marker", n=7, seed=5, **SMALL)
     s = run_build(make_plan(cfg), out, overwrite=True)
     assert s["status"] == "complete" and s["shards_built"] == 3
