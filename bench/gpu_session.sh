@@ -22,6 +22,8 @@
 #   RESULTS=out/gpu_realbg REPORTS=reports/gpu_realbg bash bench/gpu_session.sh
 # SEG_ARGS adds options to the seg runs only: SEG_ARGS="--hard-negatives 0.25" (the CPU's best lever on real
 # backgrounds, README "Hard negatives").
+# BUILD_ARGS adds options to the training shards' build only: BUILD_ARGS="--phantom-chrome --phantom-reflectors"
+# (phantoms closer to real scans, README "Phantoms closer to real scans").
 #
 # Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
 # the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),
@@ -39,6 +41,7 @@ REPORTS=${REPORTS:-reports/gpu}
 TRAIN_LIMIT=${TRAIN_LIMIT:-$(( 70 * SAMPLES / 49152 + 10 ))}  # seconds per training run: 80 s at the default budget
 CLEAN=${CLEAN:-} CLEAN_TEST=${CLEAN_TEST:-}
 SEG_ARGS=${SEG_ARGS:-}  # more `train run` options for the seg runs, e.g. "--hard-negatives 0.25"
+BUILD_ARGS=${BUILD_ARGS:-}  # more `synth build` options for the training shards, e.g. "--phantom-chrome --phantom-reflectors"
 for d in $CLEAN $CLEAN_TEST; do [ -d "$d" ] || { echo "CLEAN/CLEAN_TEST: no folder $d" >&2; exit 2; }; done
 phase() { [[ " $PHASES " == *" $1 "* ]]; }
 case $PY in */*) PY=$PWD/$PY ;; esac  # phase 1 runs from bench/
@@ -67,7 +70,7 @@ fi
 phase 3 && for kind in $KINDS; do
     s=$RES/$kind/shards r=$RES/$kind/runs rep=$REPORTS/$kind
     run 60 $PY -m synth.cli build --type "$kind" --n "$N_TRAIN" --size 256 --shard-size 256 --workers $W \
-        ${CLEAN:+--clean "$CLEAN"} --out $s/train
+        ${CLEAN:+--clean "$CLEAN"} $BUILD_ARGS --out $s/train
     run 20 $PY -m synth.cli build --type "$kind" --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
     run 20 $PY -m synth.cli build --type "$kind" --n 128 --size 256 --shard-size 128 --seed 2 \
         ${CLEAN_TEST:+--clean "$CLEAN_TEST"} --out $s/test
