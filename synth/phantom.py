@@ -475,7 +475,7 @@ def sample_reflectors(rng: np.random.Generator, probe: Probe, size_px: int) -> R
         length = scale * rng.uniform(10.0, 120.0)
         tilt, bend = rng.normal(0.0, 0.3), rng.normal(0.0, 0.15)
         t = np.linspace(-0.5, 0.5, 7)
-        xs, ys = frame(d + length * (t * np.tan(tilt) + bend * (t * t - 1 / 12)), u + length * t / lateral_px(d))
+        xs, ys = frame(d + length * (t * em.tan(tilt) + bend * (t * t - 1 / 12)), u + length * t / lateral_px(d))
         lines.append(tuple((float(x), float(y)) for x, y in zip(xs, ys)))
         widths.append(float(scale * rng.uniform(0.8, 2.0)))
         gains.append(float(rng.uniform(50.0, 170.0)))
@@ -770,8 +770,7 @@ def _reflector_map(reflectors: Reflectors, size_px: int) -> np.ndarray:
             for dx, wx in ((0, 1 - fx), (1, fx)):
                 if 0 <= y0 + dy < size_px and 0 <= x0 + dx < size_px:
                     canvas[y0 + dy, x0 + dx] += np.float32(gain) * mass * wy * wx
-    k = 2 * math.ceil(3 * sigma) + 1
-    return cv2.GaussianBlur(canvas, (k, k), sigma)
+    return em.gaussian_blur(canvas, sigma, ksize=2 * math.ceil(3 * sigma) + 1)
 
 
 @functools.lru_cache(maxsize=4)

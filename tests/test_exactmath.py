@@ -125,8 +125,9 @@ def _assert_same(usual, low):
         assert np.array_equal(usual[key], low[key]), f"{key} depends on the processor's SIMD level"
 
 
-def test_shards_are_bit_identical_at_every_simd_level(tmp_path):
-    args = ("--phantoms", "6")
+@pytest.mark.parametrize("extras", [(), ("--phantom-chrome", "--phantom-reflectors")])
+def test_shards_are_bit_identical_at_every_simd_level(tmp_path, extras):
+    args = ("--phantoms", "6", *extras)
     _assert_same(_build(tmp_path / "usual", {}, *args), _build(tmp_path / "low", LOW_CPU, *args))
 
 
