@@ -1,4 +1,4 @@
-"""Shared bits for benchmarks: a description of the machine, markdown tables, mean ± sd over seeds."""
+"""Shared bits for benchmarks: a description of the machine, markdown tables, mean ± sd over seeds, summaries."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 from importlib.metadata import version
+from pathlib import Path
 
 
 def machine() -> str:
@@ -35,3 +36,10 @@ def spread(values: list[float], fmt: str, sign: bool = False) -> str:
     """mean ± sample standard deviation; sign: write the mean with its sign (a difference)."""
     mean = format(statistics.mean(values), ("+" if sign else "") + fmt)
     return mean if len(values) < 2 else f"{mean} ± {format(statistics.stdev(values), fmt)}"
+
+
+def write_summary(path: Path, title: str, method: str, sections) -> None:
+    """Write (and print) a seeds summary: `# title`, the method paragraph, the machine, then the sections."""
+    text = "\n\n".join([f"# {title}", method, f"Machine: {machine()}.", *sections]) + "\n"
+    path.write_text(text)
+    print(text)

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import machine, spread, table
+from common import spread, table, write_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).parent / "results" / "hard_negatives_seeds.md"
@@ -98,8 +98,9 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", default=["radial_line", "vascular_flow", "body_marker"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     args = ap.parse_args()
-    text = "\n\n".join([
-        "# Hard negatives on real-background detectors, over seeds",
+    write_summary(
+        OUT,
+        "Hard negatives on real-background detectors, over seeds",
         "Each run: `train run --mode seg --preset cpu --crop 128 --samples 16384 --seed S` on 4,096 annotations "
         "pasted on the 39 even-position real clean scans (`just real-backgrounds`' shards), with or without "
         "`--hard-negatives 0.25`. Dice: the 128 annotations pasted on the 39 odd-position clean scans, at the "
@@ -108,11 +109,8 @@ def main() -> None:
         "B-mode fan, at the run's own point and at the point picked on the other half. The \"averaged\" rows "
         "run all seeds' detectors as one (`--checkpoint` repeated: probabilities averaged, own threshold the mean "
         "of theirs; `train compare --run LABEL=A,B,...`).",
-        f"Machine: {machine()}.",
-        *(kind_section(k, args.seeds) for k in args.kinds),
-    ]) + "\n"
-    OUT.write_text(text)
-    print(text)
+        (kind_section(k, args.seeds) for k in args.kinds),
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import machine, spread, table
+from common import spread, table, write_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).parent / "results" / "phantom_chrome.md"
@@ -77,8 +77,9 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     ap.add_argument("--seeds-1024", nargs="+", type=int, default=[0, 1], help="seeds of the 1,024-phantom runs")
     args = ap.parse_args()
-    text = "\n\n".join([
-        "# Phantoms closer to real scans (scanner chrome, specular reflections), against plain phantoms",
+    write_summary(
+        OUT,
+        "Phantoms closer to real scans (scanner chrome, specular reflections), against plain phantoms",
         "Each detector: `train run --mode seg --preset cpu --crop 128 --samples 8192 --seed S` on 4,096 phantom "
         "samples at 256 px: plain, with `--phantom-chrome`, or with `--phantom-chrome --phantom-reflectors` "
         "(validation: the same plain phantom shards). "
@@ -89,11 +90,8 @@ def main() -> None:
         "scans, held-out half (122 annotated scans with 303 colour-keyed overlays, 39 clean scans), counts summed "
         "over the seeds; the picked point is chosen on the other half. Per-run rows: "
         "reports/quality/KIND/phantom_chrome/.",
-        f"Machine: {machine()}.",
-        *(kind_section(k, args.seeds, args.seeds_1024) for k in args.kinds),
-    ]) + "\n"
-    OUT.write_text(text)
-    print(text)
+        (kind_section(k, args.seeds, args.seeds_1024) for k in args.kinds),
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import machine, spread, table
+from common import spread, table, write_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).parent / "results" / "seg_soft.md"
@@ -50,8 +50,9 @@ def main() -> None:
     ap.add_argument("--levels", nargs="+", default=["0", "2", "4", "8"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     args = ap.parse_args()
-    text = "\n\n".join([
-        "# Soft seg targets along the mask's edge, over seeds",
+    write_summary(
+        OUT,
+        "Soft seg targets along the mask's edge, over seeds",
         "Each run: `train run --mode seg --preset cpu --crop 128 --samples 8192 --seed S --seg-soft LEVELS` on "
         "4,096 phantom samples at 256 px (the `quality` recipe's detector). With LEVELS > 0 a pixel's target ramps "
         "from 0 to 1 as its change goes from LEVELS grey levels under the mask rule's cut (8) to LEVELS over it, near "
@@ -59,11 +60,8 @@ def main() -> None:
         "threshold each run picked on its validation shards; mean ± standard deviation over "
         f"{len(args.seeds)} seeds (seeds {', '.join(map(str, args.seeds))}). Per-run rows: "
         "reports/quality/KIND/seg_soft/table.md.",
-        f"Machine: {machine()}.",
-        *(kind_section(k, args.levels, args.seeds) for k in args.kinds),
-    ]) + "\n"
-    OUT.write_text(text)
-    print(text)
+        (kind_section(k, args.levels, args.seeds) for k in args.kinds),
+    )
 
 
 if __name__ == "__main__":

@@ -418,10 +418,7 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
         "bytes": total_bytes, "bytes_per_sample": total_bytes / max(n_mine, 1),
         "compression": plan.cfg.compression, "format": plan.cfg.fmt, "part": f"{k_part}/{n_parts}",
         "clean_sources": len(plan.clean), "clean_skipped": list(plan.clean.skipped),
-        "clean_what": "phantom scans" + "".join(
-            f" with {what}" for what, on in (("the scanner's chrome", plan.clean.phantom_chrome),
-                                             ("reflectors", plan.clean.phantom_reflectors)) if on)
-        if plan.clean.is_phantom else f"scans from {plan.cfg.clean}",
+        "clean_what": plan.clean.description,
     }
 
 

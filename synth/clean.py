@@ -39,6 +39,15 @@ class CleanSet:
     def is_phantom(self) -> bool:
         return self.root is None
 
+    @property
+    def description(self) -> str:
+        """What the sources are, in words (the build summary's)."""
+        if not self.is_phantom:
+            return f"scans from {self.root}"
+        extras = [what for what, on in (("the scanner's chrome", self.phantom_chrome),
+                                        ("reflectors", self.phantom_reflectors)) if on]
+        return "phantom scans" + (" with " + " and ".join(extras) if extras else "")
+
     def load(self, clean_id: int, size_px: int, policy: str) -> np.ndarray:
         """Clean source `clean_id` as (size_px, size_px, 3) uint8 RGB."""
         if self.is_phantom:
