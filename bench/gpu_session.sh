@@ -24,6 +24,9 @@
 # backgrounds, README "Hard negatives").
 # BUILD_ARGS adds options to the training shards' build only: BUILD_ARGS="--phantom-chrome --phantom-reflectors"
 # (phantoms closer to real scans, README "Phantoms closer to real scans").
+# PHASES=5 runs as much of the paper's full study as STUDY_MINUTES (default 6) of shards and training allow, into
+# reports/study (STUDY_REPORT moves it; STUDY_ARGS adds `train study` options, e.g. "--only V-VI"):
+#   PHASES=5 STUDY_MINUTES=7 RESULTS=out/gpu_study bash bench/gpu_session.sh
 #
 # Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
 # the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),
@@ -107,4 +110,15 @@ done
 # 4. the training, model, loss and metric tests with CUDA present
 phase 4 && run 90 $PY -m pytest -q -x -p no:cacheprovider -n 8 tests/test_train.py tests/test_models.py tests/test_losses.py \
     tests/test_metrics.py
+
+# 5. the paper's full study (train study: 512 px, every model at its paper width, bf16), time-boxed to what the
+#    lease leaves: shards and training stop after STUDY_MINUTES, then the finished runs are evaluated and the
+#    tables written with the card's name (the unfinished runs listed); a rerun continues. Not in the default PHASES.
+if phase 5; then
+    STUDY_MINUTES=${STUDY_MINUTES:-6}
+    run "$(awk "BEGIN { print int($STUDY_MINUTES * 60 + 300) }")" $PY -m train.cli study --minutes "$STUDY_MINUTES" ${STUDY_ARGS:-} \
+        --out "$RES/study" --report "${STUDY_REPORT:-reports/study}"
+    tail -n 40 "${STUDY_REPORT:-reports/study}/tables.md" >>"$LOG" 2>&1
+fi
+
 say "done"

@@ -137,6 +137,20 @@ def rendering_libraries() -> dict[str, str]:
     return versions
 
 
+DRAWING_MODULES = ("render", "images", "exactmath", "kinds", "icons")
+"""The synth modules whose code turns a clean scan, icons and a seed into the sample arrays (the phantom
+generator's code is in the clean set's digest)."""
+
+
+def drawing_code_sha256() -> str:
+    """sha256 over the source of DRAWING_MODULES: a build continued by changed code would mix two renderers."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in DRAWING_MODULES:
+        digest.update(name.encode() + b"\0" + hashlib.sha256((root / f"{name}.py").read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def make_plan(cfg: BuildConfig, skip_bad: bool = False, progress=None) -> BuildPlan:
     """Validate `cfg`, resolve the clean set and icons, and fingerprint the build."""
     validate(cfg)
@@ -159,8 +173,10 @@ def make_plan(cfg: BuildConfig, skip_bad: bool = False, progress=None) -> BuildP
     params["render"] = dataclasses.asdict(render_options(cfg))
     params["augment_options"] = dataclasses.asdict(AugmentOptions(enabled=cfg.augment))
     libraries = rendering_libraries()
+    code = drawing_code_sha256()
     identity = {"params": params, "clean_sha256": clean.sha256, "icons_sha256": icons.sha256,
-                "format_version": FORMAT_VERSION, "package_version": synth.__version__, "libraries": libraries}
+                "drawing_code_sha256": code, "format_version": FORMAT_VERSION, "package_version": synth.__version__,
+                "libraries": libraries}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     kinds = list(CLASS_IDS) if cfg.kind == "mixed" else [cfg.kind]
     attrs = {
@@ -168,7 +184,8 @@ def make_plan(cfg: BuildConfig, skip_bad: bool = False, progress=None) -> BuildP
         "class_ids": {k: CLASS_IDS[k] for k in kinds}, "seed": cfg.seed,
         "image_size": [cfg.size_px, cfg.size_px], "resize": cfg.resize, "compression": cfg.compression,
         "package_version": synth.__version__, "libraries": libraries, "params": params,
-        "icons_sha256": icons.sha256, "clean_sha256": clean.sha256, "fingerprint": fingerprint,
+        "icons_sha256": icons.sha256, "clean_sha256": clean.sha256, "drawing_code_sha256": code,
+        "fingerprint": fingerprint,
     }
     return BuildPlan(cfg=cfg, clean=clean, icons_sha256=icons.sha256, fingerprint=fingerprint,
                      shard_attrs=attrs)
@@ -289,17 +306,21 @@ def parse_part(part: str | None) -> tuple[int, int]:
 def _different_build(out: Path, old: dict, plan: BuildPlan) -> str:
     """Why the build in `out` is not this one, as one sentence with what to do."""
     new = json.loads(json.dumps(plan.shard_attrs))  # as the manifest stores it (tuples become lists)
-    same_inputs = all(old.get(k) == new[k] for k in ("params", "icons_sha256", "clean_sha256"))
+    same_inputs = all(old.get(k) == new[k] for k in ("params", "icons_sha256", "clean_sha256", "drawing_code_sha256"))
     if same_inputs:
         was = {"synth": old.get("package_version"), **(old.get("libraries") or {})}
         now = {"synth": new["package_version"], **new["libraries"]}
         changed = ", ".join(f"{k} {was.get(k, 'unrecorded')} (now {v})" for k, v in now.items() if was.get(k) != v)
         return (f"--out {out} holds this build made with other versions: {changed}. Its shards would not match "
                 f"the ones made now; finish it with those versions, or pass --overwrite to rebuild it all.")
-    inputs = (("params", "parameters"), ("icons_sha256", "icons"), ("clean_sha256", "clean scans"))
+    inputs = (("params", "parameters"), ("icons_sha256", "icons"), ("clean_sha256", "clean scans"),
+              ("drawing_code_sha256", "drawing code"))
     differs = [what for key, what in inputs if old.get(key) != new[key]]
     if differs == ["clean scans"] and plan.clean.is_phantom and old.get("clean_sources") == list(plan.clean.names):
         why = "the same phantom scans, drawn by changed code (synth/phantom.py or synth/chrome.py)"
+    elif differs == ["drawing code"]:
+        why = ("the same inputs, drawn by changed code ("
+               + ", ".join(f"synth/{name}.py" for name in DRAWING_MODULES) + ")")
     else:
         why = "other " + " and ".join(differs)
     return f"--out {out} holds a different build ({why}); choose another folder or pass --overwrite to replace it."

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from synth.render import REF_WIDTH_PX, Layer, RenderOptions, TextLabel, _draw_label, _text_ink
+from synth.render import REF_WIDTH_PX, Layer, RenderOptions, TextLabel, draw_label, text_ink
 
 __all__ = ["Bar", "Chrome", "draw_chrome", "sample_chrome"]
 
@@ -72,7 +72,7 @@ def _label(rng, text: str, x: float, y: float, cap_px: float, colour, bold: bool
     """A label whose ink starts at x ('left') or ends at x ('right'); y is the baseline."""
     font = cv2.FONT_HERSHEY_SIMPLEX if rng.random() < 0.7 else cv2.FONT_HERSHEY_DUPLEX
     if align == "right":
-        _, _, r, _ = _text_ink(text, font, cap_px, bold)
+        _, _, r, _ = text_ink(text, font, cap_px, bold)
         x -= r
     return TextLabel(text=text, x=x, y=y, cap_px=cap_px, bold=bold, font=font, colour=colour)
 
@@ -170,7 +170,7 @@ def draw_chrome(image: np.ndarray, chrome: Chrome, dashes=(), focus: np.ndarray 
             cv2.fillConvexPoly(image, focus, tuple(float(c) for c in colour))
     layer = Layer(h, w)
     for label in chrome.labels:
-        _draw_label(label, layer, 1)
+        draw_label(label, layer, 1)
     for bar in chrome.bars:
         x0, y0 = int(np.floor(bar.x0)), int(np.floor(bar.y0))
         x1, y1 = max(x0 + 1, int(np.ceil(bar.x1))), max(y0 + 1, int(np.ceil(bar.y1)))

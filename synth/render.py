@@ -456,7 +456,7 @@ def _font_args(font: int, cap_px: float, bold: bool) -> tuple[float, int]:
     return cap_px * SS / _cap_height_at_scale1(font, th), th
 
 
-def _text_ink(text: str, font: int, cap_px: float, bold: bool) -> tuple[float, float, float, float]:
+def text_ink(text: str, font: int, cap_px: float, bold: bool) -> tuple[float, float, float, float]:
     """Exact ink box (left, top, right, bottom) in image px relative to the baseline origin."""
     fs, th = _font_args(font, cap_px, bold)
     (tw, tht), base = cv2.getTextSize(text, font, fs, th)
@@ -494,7 +494,7 @@ def _label_margin(label_outline: float, shadow: float) -> float:
 
 def _label_box(text: str, font: int, cap_px: float, bold: bool, outline_px: float, shadow_px: float):
     """Ink box incl. outline and shadow relative to the baseline origin: (l, t, r, b) image px."""
-    l, t, r, b = _text_ink(text, font, cap_px, bold)
+    l, t, r, b = text_ink(text, font, cap_px, bold)
     m = outline_px + 0.5
     return l - m, t - m, r + m + shadow_px, b + m + shadow_px
 
@@ -505,8 +505,9 @@ def _place_label(label_kw: dict, x_ink: float, y_ink: float, box) -> dict:
     return dict(label_kw, x=x_ink - l, y=y_ink - t)
 
 
-def _draw_label(label: TextLabel, layer: Layer, class_id: int) -> None:
-    l, t, r, b = _text_ink(label.text, label.font, label.cap_px, label.bold)
+def draw_label(label: TextLabel, layer: Layer, class_id: int) -> None:
+    """Rasterise a text label into `layer` as `class_id` (also synth.chrome's text, drawn into the scan)."""
+    l, t, r, b = text_ink(label.text, label.font, label.cap_px, label.bold)
     m = _label_margin(label.outline_px, label.shadow_px) + 1
     ras = _Raster(
         max(0.0, label.x + l - m),
@@ -862,7 +863,7 @@ def _readout(rng, h: int, w: int, style: str, s: float, colour, n_lines: int, le
         top_bar = 0.0
     cm_per_px = float(rng.uniform(0.015, 0.05)) / max(s, 1e-6)
     texts = [fmt.format(k=k + 1, v=lengths_px[k % len(lengths_px)] * cm_per_px) for k in range(n_lines)]
-    inks = [_text_ink(t, font, cap, bold) for t in texts]
+    inks = [text_ink(t, font, cap, bold) for t in texts]
     text_w = max(r - l for l, _, r, _ in inks)
     pw = text_w + 2 * pad
     ph = top_bar + n_lines * line_h + pad * 0.5
@@ -1069,7 +1070,7 @@ def _draw_readout(r: Readout, layer: Layer, cid: int) -> None:
         b.rect(bx0, by0, bx1, by1)
         layer.add_raster(b, col, cid)
     for t in r.lines:
-        _draw_label(t, layer, cid)
+        draw_label(t, layer, cid)
 
 
 def draw_radial_line(params: RadialLineParams, layer: Layer, icons: IconSet | None = None) -> None:
@@ -1114,7 +1115,7 @@ def draw_radial_line(params: RadialLineParams, layer: Layer, icons: IconSet | No
             else:
                 _draw_cross(p, layer, cx, cy, cid)
     for t in p.labels:
-        _draw_label(t, layer, cid)
+        draw_label(t, layer, cid)
     if p.readout is not None:
         _draw_readout(p.readout, layer, cid)
 
@@ -1747,7 +1748,7 @@ def _boxes_touch(a, b, gap: float = 2.0) -> bool:
 def draw_text(params: TextParams, layer: Layer, icons: IconSet | None = None) -> None:
     """Pure: rasterise the labels (class text)."""
     for t in params.labels:
-        _draw_label(t, layer, CLASS_IDS["text"])
+        draw_label(t, layer, CLASS_IDS["text"])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
+from synth import build
 from synth.build import BuildConfig, BuildError, make_plan, run_build
 from synth.kinds import CLASS_IDS, KINDS
 from synth.shards import MANIFEST_NAME, Shard, list_shards, shard_sha256
@@ -127,7 +128,7 @@ def test_corrupt_shard_is_rebuilt_on_rerun(tmp_path):
     assert s["shards_built"] == 1 and _hashes(out) == good
 
 
-def test_different_build_in_out_is_refused_unless_overwrite(tmp_path):
+def test_different_build_in_out_is_refused_unless_overwrite(tmp_path, monkeypatch):
     _, out = _build(tmp_path, "a")
     with pytest.raises(BuildError, match=r"holds a different build \(other parameters and clean scans\).*--overwrite"):
         _build(tmp_path, "a", seed=5)
@@ -136,6 +137,13 @@ def test_different_build_in_out_is_refused_unless_overwrite(tmp_path):
     (out / MANIFEST_NAME).write_text(json.dumps({**manifest, "clean_sha256": "0" * 64, "fingerprint": "0" * 64}))
     with pytest.raises(BuildError, match=r"same phantom scans, drawn by changed code \(synth/phantom.py"):
         _build(tmp_path, "a")
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    # the same inputs drawn by an edited renderer: refused too, so a continued build never mixes two renderers
+    assert manifest["drawing_code_sha256"] == build.drawing_code_sha256()
+    monkeypatch.setattr(build, "drawing_code_sha256", lambda: "1" * 64)
+    with pytest.raises(BuildError, match=r"same inputs, drawn by changed code \(synth/render.py, synth/images.py"):
+        _build(tmp_path, "a")
+    monkeypatch.undo()
     cfg = BuildConfig(kind="body_marker", n=7, seed=5, **SMALL)
     s = run_build(make_plan(cfg), out, overwrite=True)
     assert s["status"] == "complete" and s["shards_built"] == 3

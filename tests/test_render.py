@@ -255,7 +255,7 @@ def test_annotations_stay_on_canvas(clean, icons):
                 assert o[:, 0].min() >= 0 and o[:, 0].max() <= W and o[:, 1].min() >= 0 and o[:, 1].max() <= H
             elif kind == "text":
                 for t in p.labels:
-                    l, tp, r, b = R._text_ink(t.text, t.font, t.cap_px, t.bold)
+                    l, tp, r, b = R.text_ink(t.text, t.font, t.cap_px, t.bold)
                     assert t.x + l >= 0 and t.x + r <= W and t.y + tp >= 0 and t.y + b <= H
 
 

@@ -272,6 +272,37 @@ def test_study_plan_covers_the_papers_tables():
     assert set(PLANS["full"].smn_models) == set(MODELS), "the full study has SMN rows for every model"
 
 
+def test_study_minutes_time_box_writes_the_finished_runs_and_a_rerun_continues(tmp_path, monkeypatch):
+    import dataclasses
+
+    from train import study
+    from train.loop import train_run
+
+    tiny = dataclasses.replace(study.PLANS["quick"], size=64, n_train=8, n_val=4, n_test=4, samples=4,
+                               batch_size=2, widths={"n2n_unet": 8})
+    monkeypatch.setitem(study.PLANS, "tiny", tiny)
+    said = []
+    path = study.run_study("tiny", tmp_path / "s", only="V-VI", log=said.append, minutes=1e-9)
+    md = path.read_text()
+    assert "## Not run yet: 2 of 2 runs" in md and "radial_line-n2n_unet-n2n-linear-l1" in md
+    assert "## Tables V-VI: radial_line" not in md and "stopped part-way" not in md
+    assert json.loads((tmp_path / "s" / "results.json").read_text()) == {}
+    assert "0 of 2 runs finished; rerun the same command" in said[-1]
+    assert not (tmp_path / "s" / "shards").exists(), "a kind's shards are built only when one of its runs starts"
+    # a run stopped by its time limit (as --minutes stops the run in progress) is listed as part-way
+    study.build_shards(tiny, tmp_path / "s" / "shards", ["radial_line"], log=lambda *_: None)
+    first = study.study_runs(tiny)[0]
+    cfg = study.run_config(tiny, first, tmp_path / "s" / "shards", tmp_path / "s" / "runs" / first.name)
+    assert train_run(dataclasses.replace(cfg, time_limit=1e-9, log_every=1), log=lambda *_: None)["stopped"]
+    md = study.run_study("tiny", tmp_path / "s", only="V-VI", log=said.append, minutes=1e-9).read_text()
+    assert f"- Tables V-VI: {first.name} (stopped part-way)" in md
+    md = study.run_study("tiny", tmp_path / "s", only="V-VI", log=said.append).read_text()
+    assert "Not run yet" not in md and "n2n_unet N2C" in md and "n2n_unet N2N" in md
+    assert "Training time of all runs" in md
+    assert set(json.loads((tmp_path / "s" / "results.json").read_text())) == {
+        "radial_line-n2n_unet-n2c-linear-l1", "radial_line-n2n_unet-n2n-linear-l1"}
+
+
 def test_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     import dataclasses
 

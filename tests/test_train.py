@@ -123,6 +123,29 @@ def test_rerun_after_kill_matches_uninterrupted_run(shards, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
 
 
+def test_time_limit_stops_checkpointed_and_a_rerun_ends_where_an_unstopped_run_ends(shards, tmp_path):
+    """--time-limit stops a run mid-epoch with best.pt and last.pt but no result.json, says how to go on, and the
+    rerun continues to the very weights of a run that was never stopped (the stop's validation draws nothing)."""
+    ref = train_run(_cfg(shards, tmp_path / "ref", val_shards=str(shards / "val"), samples=12))
+    args = ["run", "--shards", str(shards / "train"), "--val-shards", str(shards / "val"), "--out",
+            str(tmp_path / "cut"), "--preset", "cpu", "--width", "8", "--batch-size", "2", "--samples", "12",
+            "--val-samples", "4", "--log-every", "1"]
+    r = CliRunner().invoke(main, [*args, "--time-limit", "1e-6"])
+    assert r.exit_code == 0, r.output
+    assert "stopped at the time limit" in r.output and "after 2 of 12 samples" in r.output
+    assert "Rerun the same command" in r.output
+    cut = tmp_path / "cut"
+    assert (cut / "best.pt").exists() and not (cut / "result.json").exists()
+    assert load_checkpoint(cut / "last.pt")["state"]["step"] == 1
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "trained 6 steps (12 samples)" in r.output, r.output
+    a, b = load_checkpoint(tmp_path / "ref" / "last.pt"), load_checkpoint(cut / "last.pt")
+    assert a["state"]["step"] == b["state"]["step"] == 6 and a["state"]["epoch"] == b["state"]["epoch"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert json.loads((cut / "result.json").read_text())["val"]["dice"] == pytest.approx(ref["val"]["dice"])
+
+
 def test_rerunning_a_finished_run_trains_nothing_and_keeps_its_result(shards, tmp_path):
     cfg = _cfg(shards, tmp_path / "run", val_shards=str(shards / "val"), samples=8)
     first = train_run(cfg)

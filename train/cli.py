@@ -74,6 +74,9 @@ def main() -> None:
 )
 @click.option("--ckpt-every", type=click.IntRange(0), default=0, help="Also checkpoint every N steps (0: epoch ends).")
 @click.option("--log-every", type=click.IntRange(1), default=10, help="Steps between stats.jsonl lines.")
+@click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None, metavar="SECONDS",
+              help="Stop after this many seconds of training (checked every --log-every steps): validate, "
+                   "checkpoint, and continue on a rerun of the same command.")
 def run(
     shards,
     val_shards,
@@ -105,6 +108,7 @@ def run(
     best_metric,
     ckpt_every,
     log_every,
+    time_limit,
 ) -> None:
     """Train a model on shards; rerun the same command to resume."""
     from rich.console import Console
@@ -151,6 +155,7 @@ def run(
         best_metric=best_metric,
         ckpt_every=ckpt_every,
         log_every=log_every,
+        time_limit=time_limit,
     )
     console = Console(stderr=True)
     columns = [
@@ -179,6 +184,11 @@ def run(
         click.echo(
             f"{result['out']} is already trained ({result['steps']} steps, {result['samples']} samples); nothing to "
             "do. To train again, give another --out or delete that folder."
+        )
+    elif result.get("stopped"):
+        click.echo(
+            f"stopped at the time limit ({time_limit:g} s) after {result['samples']} of {result['total']} samples; "
+            f"checkpoints in {result['out']}. Rerun the same command to continue."
         )
     else:
         click.echo(
@@ -371,7 +381,10 @@ def check_real(checkpoint, annotated, clean, out, panel_rows, limit, threshold, 
               help="Where tables.md, results.json and the figures go (default reports/study or reports/study-quick).")
 @click.option("--only", type=click.Choice(["I-II", "III-IV", "V-VI", "VII-VIII"]), default=None,
               help="Run only the runs of these tables.")
-def study(quick, out, report, only) -> None:
+@click.option("--minutes", type=click.FloatRange(0, min_open=True), default=None,
+              help="Time box for shards and training (e.g. a lent GPU): the run in progress is checkpointed and "
+                   "stopped, later ones wait; the tables hold the finished runs. Rerun to continue.")
+def study(quick, out, report, only, minutes) -> None:
     """The paper's comparison: Tables I-VIII and Figs. 3-6, resumable (rerun to continue)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -388,7 +401,7 @@ def study(quick, out, report, only) -> None:
     with Progress(*columns) as bar:
         task = bar.add_task("study", total=None, now="shards")
         try:
-            path = run_study(variant, out, only, log=bar.console.print, report=report,
+            path = run_study(variant, out, only, log=bar.console.print, report=report, minutes=minutes,
                              progress=lambda k, n, now: bar.update(task, completed=k, total=n, now=now))
         except (BuildError, TrainError, DataError, ValueError) as e:
             raise click.ClickException(str(e)) from None

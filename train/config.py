@@ -68,6 +68,7 @@ class TrainConfig:
     ckpt_every: int = 0          # steps between checkpoints besides each epoch end (0 = epoch ends only)
     log_every: int = 10          # steps between stats.jsonl lines
     threshold: float | None = None  # residual-mask threshold for validation (None: metrics default)
+    time_limit: float | None = None  # seconds of training in this call: then validate, checkpoint and stop (resumable)
 
     def resolved(self) -> TrainConfig:
         """Fill every None from the preset (an unknown preset is a ValueError)."""
@@ -85,7 +86,7 @@ class TrainConfig:
     def identity(self) -> dict:
         """The fields that must match for a rerun to resume this run (budget and logging may change)."""
         d = dataclasses.asdict(self)
-        for k in ("epochs", "samples", "workers", "ckpt_every", "log_every", "val_samples"):
+        for k in ("epochs", "samples", "workers", "ckpt_every", "log_every", "val_samples", "time_limit"):
             d.pop(k)
         for k, default in (("seg_dice", "batch"), ("hard_negatives", 0.0), ("seg_soft", 0.0)):
             if d[k] == default:  # added later: left out at their defaults, so earlier runs still resume

@@ -302,8 +302,9 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
     predictor = Predictor(model, cfg.mode, tuple(mean), tuple(std), device, adt)
     t_start = time.perf_counter()
     last_val = None
+    stopped = False  # by cfg.time_limit: the run is checkpointed mid-way and resumes on a rerun
     try:
-        while state["samples_seen"] < total:
+        while state["samples_seen"] < total and not stopped:
             epoch = state["epoch"]
             # every rank takes the same number of steps this epoch (DDP needs it): the smallest share
             shares = [
@@ -372,14 +373,20 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                     loss_acc = torch.zeros((), device=device)
                 if cfg.ckpt_every and state["step"] % cfg.ckpt_every == 0:
                     checkpoint("last.pt")
+                if cfg.time_limit is not None and state["step"] % cfg.log_every == 0 and state["samples_seen"] < total:
+                    stopped = _out_of_time(time.perf_counter() - t_start >= cfg.time_limit, device)
+                    if stopped:
+                        break
                 t_data = time.perf_counter()
             # an epoch also ends when its data runs out early (a guard: the step count above is a lower bound)
-            epoch_done = done_steps >= steps_in_epoch or state["samples_seen"] < total
+            epoch_done = not stopped and (done_steps >= steps_in_epoch or state["samples_seen"] < total)
             if epoch_done:
                 state["epoch"] += 1
                 state["samples_in_epoch"] = 0
-            if epoch_done or state["samples_seen"] >= total:
+            if epoch_done or stopped or state["samples_seen"] >= total:
+                rng = torch.get_rng_state()  # validating mid-epoch must not change what training draws next
                 last_val = _validate(cfg, predictor, val_folder, val_shards, state, rank, stats_file, log)
+                torch.set_rng_state(rng)
                 if last_val is not None:
                     score = last_val[cfg.best_metric][0]
                     better = state["best"] is None or score > state["best"]
@@ -401,10 +408,22 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
         "best": state["best"],
         "best_metric": cfg.best_metric,
         "val": {k: v for k, v in (last_val or {}).items()},
+        "total": total,
     }
+    if stopped:  # unfinished: no result.json, so a rerun (or `train study`) continues it
+        return {**result, "stopped": True}
     if rank == 0:
         (out / "result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _out_of_time(mine: bool, device: torch.device) -> bool:
+    """Whether to stop at cfg.time_limit: under DDP every rank stops at the same step if any rank is out of time."""
+    if not torch.distributed.is_initialized():
+        return mine
+    flag = torch.tensor([float(mine)], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _validate(cfg, predictor, val_folder, val_shards, state, rank, stats_file, log):

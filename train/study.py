@@ -126,28 +126,48 @@ def run_config(plan: StudyPlan, run: Run, shards: Path, out: Path) -> TrainConfi
 
 
 def run_study(variant: str, out: str | Path, only: str | None = None, progress=None, log=print,
-              report: str | Path | None = None) -> Path:
+              report: str | Path | None = None, minutes: float | None = None) -> Path:
     """Build shards and train into `out`, evaluate, and write tables.md, results.json and figures into
     `report` (default: `out`); returns the tables path.
 
-    only: run just the runs whose table is this one ("I-II", "III-IV", "V-VI", "VII-VIII")."""
+    only: run just the runs whose table is this one ("I-II", "III-IV", "V-VI", "VII-VIII").
+    minutes: time box for shard building and training (a lent GPU's lease). The run in progress when it
+    ends is checkpointed and stopped, later ones are not started; the tables hold the finished runs and
+    list the rest, and rerunning the command continues with them."""
     plan = PLANS[variant]
     out = Path(out)
+    deadline = None if minutes is None else time.monotonic() + 60 * minutes
     runs = [r for r in study_runs(plan) if only is None or r.table == only]
-    kinds = sorted({r.kind for r in runs})
-    build_shards(plan, out / "shards", kinds, log)
     results: dict[str, Evaluated] = {}
     seconds: dict[str, float] = {}
+    built: set[str] = set()
     for k, run in enumerate(runs):
         rdir = out / "runs" / run.name
         if progress:
             progress(k, len(runs), run.name)
-        if not (rdir / "result.json").exists():
-            train_run(run_config(plan, run, out / "shards", rdir), log=lambda *_: None)
+        finished = (rdir / "result.json").exists()
+        left = None if deadline is None else deadline - time.monotonic()
+        if not finished and left is not None and left <= 0:
+            continue  # not started: listed in the tables as left for a rerun
+        if run.kind not in built:  # each kind's shards just before its first run: the first tables come sooner
+            if progress:
+                progress(k, len(runs), f"shards {run.kind}")
+            build_shards(plan, out / "shards", [run.kind], log)
+            built.add(run.kind)
+        if not finished:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                continue
+            cfg = dataclasses.replace(run_config(plan, run, out / "shards", rdir), time_limit=left)
+            if train_run(cfg, log=lambda *_: None).get("stopped"):
+                log(f"{run.name}: stopped at the --minutes limit; a rerun continues it")
+                continue
         seconds[run.name] = json.loads((rdir / "result.json").read_text())["seconds"]
         results[run.name] = cached_eval(run, rdir, out / "shards" / run.kind / "test", plan.n_test)
     if progress:
         progress(len(runs), len(runs), "tables")
+    if len(results) < len(runs):
+        log(f"{len(results)} of {len(runs)} runs finished; rerun the same command to continue with the rest")
     return write_study(plan, variant, out, Path(report or out), runs, results, seconds)
 
 
@@ -170,7 +190,9 @@ def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: li
         f", {torch.get_num_threads()} threads)"
     total = sum(seconds.values())
     md = [f"# The paper's study, `{variant}` variant", "",
-          f"Machine: {device}. Training time of all runs: {total / 60:.1f} min ({plan.hours} is the design). "
+          f"Machine: {device}. Training time of "
+          f"{'all runs' if len(results) == len(runs) else f'the {len(results)} finished runs of {len(runs)}'}: "
+          f"{total / 60:.1f} min ({plan.hours} is the design). "
           f"Written {time.strftime('%Y-%m-%d %H:%M')}.", "",
           f"Budget per run: {plan.samples} training samples of {plan.size} px shards"
           f"{f' in {plan.crop} px windows' if plan.crop else ''}, batch {plan.batch_size}, preset `{plan.preset}`"
@@ -208,10 +230,17 @@ def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: li
             name = f"fig{num}_{kind}.png"
             write_figure(report / name, figure(evs, 4, zoom=2 if plan.size <= 128 else 1))
             figs.append(f"![Fig. {num}: {kind}, input | N2C | N2N | truth]({name})")
-    if loss_curves(out, report, runs):
+    if loss_curves(out, report, [r for r in runs if r.name in results]):
         figs.insert(0, "![Fig. 3: training loss per loss function](fig3_losses.png)")
     if figs:
         md += ["## Figures", "", *figs, ""]
+    left = [r for r in runs if r.name not in results]
+    if left:
+        md += [f"## Not run yet: {len(left)} of {len(runs)} runs", "",
+               "Stopped by `--minutes` or not started. Rerun the same command to train them (a stopped run "
+               "continues from its checkpoint); finished runs are skipped.", "",
+               *[f"- Tables {r.table}: {r.name}" + (" (stopped part-way)" if (out / "runs" / r.name / "last.pt")
+                                                      .exists() else "") for r in left], ""]
     path = report / "tables.md"
     path.write_text("\n".join(md))
     (report / "results.json").write_text(json.dumps(
