@@ -108,7 +108,8 @@ EOF
 done
 
 # 4. the training, model, loss and metric tests with CUDA present
-phase 4 && run 90 $PY -m pytest -q -x -p no:cacheprovider -n 8 tests/test_train.py tests/test_models.py tests/test_losses.py \
+par=(); $PY -c "import xdist" 2>/dev/null && par=(-n 8)  # pytest-xdist is not a dependency: serial without it
+phase 4 && run 150 $PY -m pytest -q -x -p no:cacheprovider "${par[@]}" tests/test_train.py tests/test_models.py tests/test_losses.py \
     tests/test_metrics.py
 
 # 5. the paper's full study (train study: 512 px, every model at its paper width, bf16), time-boxed to what the

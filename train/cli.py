@@ -75,7 +75,8 @@ def main() -> None:
 @click.option("--ckpt-every", type=click.IntRange(0), default=0, help="Also checkpoint every N steps (0: epoch ends).")
 @click.option("--log-every", type=click.IntRange(1), default=10, help="Steps between stats.jsonl lines.")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None, metavar="SECONDS",
-              help="Stop after this many seconds of training (checked every --log-every steps): validate, "
+              help="Stop after this many seconds of training (checked after each step; under DDP every --log-every "
+                   "steps): validate, "
                    "checkpoint, and continue on a rerun of the same command.")
 def run(
     shards,

@@ -373,7 +373,9 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                     loss_acc = torch.zeros((), device=device)
                 if cfg.ckpt_every and state["step"] % cfg.ckpt_every == 0:
                     checkpoint("last.pt")
-                if cfg.time_limit is not None and state["step"] % cfg.log_every == 0 and state["samples_seen"] < total:
+                # the limit is checked after every step; under DDP, where the ranks must agree, every log_every steps
+                if cfg.time_limit is not None and state["samples_seen"] < total and (
+                        world == 1 or state["step"] % cfg.log_every == 0):
                     stopped = _out_of_time(time.perf_counter() - t_start >= cfg.time_limit, device)
                     if stopped:
                         break
