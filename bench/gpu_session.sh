@@ -24,6 +24,10 @@
 # backgrounds, README "Hard negatives").
 # BUILD_ARGS adds options to the training shards' build only: BUILD_ARGS="--phantom-chrome --phantom-reflectors"
 # (phantoms closer to real scans, README "Phantoms closer to real scans").
+# SIZE=512 builds the phase-3 shards at 512 px instead of 256 (strokes twice as many pixels wide; the mask's edge
+# is a smaller share of it, README "The same task at 512 px"), e.g. the radial_line detector push at the paper's size:
+#   KINDS=radial_line PHASES=3 MODES=seg SIZE=512 SAMPLES=196608 TRAIN_LIMIT=140 RESULTS=out/gpu_512 \
+#   REPORTS=reports/gpu_512 bash bench/gpu_session.sh
 # PHASES=5 runs as much of the paper's full study as STUDY_MINUTES (default 6) of shards and training allow, into
 # reports/study (STUDY_REPORT moves it; STUDY_ARGS adds `train study` options, e.g. "--only V-VI"):
 #   PHASES=5 STUDY_MINUTES=7 RESULTS=out/gpu_study bash bench/gpu_session.sh
@@ -44,6 +48,8 @@ REPORTS=${REPORTS:-reports/gpu}
 TRAIN_LIMIT=${TRAIN_LIMIT:-$(( 70 * SAMPLES / 49152 + 10 ))}  # seconds per training run: 80 s at the default budget
 CLEAN=${CLEAN:-} CLEAN_TEST=${CLEAN_TEST:-}
 SEG_ARGS=${SEG_ARGS:-}  # more `train run` options for the seg runs, e.g. "--hard-negatives 0.25"
+SIZE=${SIZE:-256}  # image side of the phase-3 shards (the paper's and the full study's: 512)
+SCALE=$(( (SIZE * SIZE + 256 * 256 - 1) / (256 * 256) ))  # build time limits grow with the pixels
 BUILD_ARGS=${BUILD_ARGS:-}  # more `synth build` options for the training shards, e.g. "--phantom-chrome --phantom-reflectors"
 for d in $CLEAN $CLEAN_TEST; do [ -d "$d" ] || { echo "CLEAN/CLEAN_TEST: no folder $d" >&2; exit 2; }; done
 phase() { [[ " $PHASES " == *" $1 "* ]]; }
@@ -72,10 +78,10 @@ fi
 # 3. quality per kind
 phase 3 && for kind in $KINDS; do
     s=$RES/$kind/shards r=$RES/$kind/runs rep=$REPORTS/$kind
-    run 60 $PY -m synth.cli build --type "$kind" --n "$N_TRAIN" --size 256 --shard-size 256 --workers $W \
+    run $(( 60 * SCALE )) $PY -m synth.cli build --type "$kind" --n "$N_TRAIN" --size $SIZE --shard-size 256 --workers $W \
         ${CLEAN:+--clean "$CLEAN"} $BUILD_ARGS --out $s/train
-    run 20 $PY -m synth.cli build --type "$kind" --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
-    run 20 $PY -m synth.cli build --type "$kind" --n 128 --size 256 --shard-size 128 --seed 2 \
+    run $(( 20 * SCALE )) $PY -m synth.cli build --type "$kind" --n 64 --size $SIZE --shard-size 64 --seed 1 --out $s/val
+    run $(( 20 * SCALE )) $PY -m synth.cli build --type "$kind" --n 128 --size $SIZE --shard-size 128 --seed 2 \
         ${CLEAN_TEST:+--clean "$CLEAN_TEST"} --out $s/test
     for mode in $MODES; do
         # a run stopped by its limit keeps the best.pt of its last finished epoch (8,192 windows each)
@@ -90,8 +96,8 @@ phase 3 && for kind in $KINDS; do
         [ -f $r/seg/best.pt ] && [ -f $r/$mode/best.pt ] && [[ " $MODES " == *" $mode "* ]] \
             && runs+=(--run "SEG+${mode^^}=$r/seg/best.pt+$r/$mode/best.pt")
     done
-    run 100 $PY -m train.cli compare --shards $s/test --out "$rep" \
-        --title "$kind${CLEAN:+ pasted on the scans of $CLEAN}${CLEAN_TEST:+ (test: $CLEAN_TEST)}, 256 px, $SAMPLES windows of 128 px per model, n2n_unet width 48, $AMP on $(nvidia-smi --query-gpu=name --format=csv,noheader)" \
+    run $(( 100 * SCALE )) $PY -m train.cli compare --shards $s/test --out "$rep" \
+        --title "$kind${CLEAN:+ pasted on the scans of $CLEAN}${CLEAN_TEST:+ (test: $CLEAN_TEST)}, $SIZE px, $SAMPLES windows of 128 px per model, n2n_unet width 48, $AMP on $(nvidia-smi --query-gpu=name --format=csv,noheader)" \
         "${runs[@]}"
     for mode in $MODES; do  # seconds and img/s of each run, beside the table
         [ -f $r/$mode/result.json ] && { echo "$mode $(cat $r/$mode/result.json)"; } >>"$rep/runs.txt"
