@@ -265,6 +265,30 @@ phantom-chrome KINDS="radial_line body_marker" SEEDS="0 1 2 3" SEEDS_1024="0 1" 
     done
     cd bench && ../{{py}} phantom_chrome.py --kinds {{KINDS}} --seeds {{SEEDS}} --seeds-1024 {{SEEDS_1024}}
 
+# does the detector's gain from 512 px images grow with training? radial_line seg detectors (width 16, 128 px
+# windows) on the same 4,096 phantom samples rendered at 256 and at 512 px, at 8,192 and 32,768 windows, per seed
+# (~2 and ~7 min per run on 2 cores, ~45 min in all). Writes reports/quality/radial_line/size_budget/{256,512}/
+size-budget SEEDS="0 1" BUDGETS="8192 32768": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    root=out/size_budget/radial_line
+    for size in 256 512; do
+        s=$root/shards$size runs=()
+        {{bin}}/synth build --type radial_line --n 4096 --size $size --shard-size 256 --workers 2 --out $s/train
+        {{bin}}/synth build --type radial_line --n 64 --size $size --shard-size 64 --seed 1 --out $s/val
+        {{bin}}/synth build --type radial_line --n 128 --size $size --shard-size 128 --seed 2 --out $s/test
+        for n in {{BUDGETS}}; do
+            for seed in {{SEEDS}}; do
+                r=$root/runs/seg${size}_${n}_s$seed
+                [ -f $r/result.json ] || {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu \
+                    --mode seg --crop 128 --samples $n --seed $seed --out $r
+                runs+=(--run "$size px, $n windows, seed $seed=$r/best.pt")
+            done
+        done
+        {{bin}}/train compare --shards $s/test --out reports/quality/radial_line/size_budget/$size "${runs[@]}" \
+            --title "radial_line at $size px: seg detectors (width 16, 128 px windows) at {{BUDGETS}} windows, per seed"
+    done
+
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
 # 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
 hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 3" DEVDATA="../shared/devdata/mmotu": setup
