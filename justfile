@@ -265,18 +265,19 @@ phantom-chrome KINDS="radial_line body_marker" SEEDS="0 1 2 3" SEEDS_1024="0 1" 
     done
     cd bench && ../{{py}} phantom_chrome.py --kinds {{KINDS}} --seeds {{SEEDS}} --seeds-1024 {{SEEDS_1024}}
 
-# does the detector's gain from 512 px images grow with training? radial_line seg detectors (width 16, 128 px
-# windows) on the same 4,096 phantom samples rendered at 256 and at 512 px, at 8,192 and 32,768 windows, per seed
-# (~2 and ~7 min per run on 2 cores, ~45 min in all). Writes reports/quality/radial_line/size_budget/{256,512}/
-size-budget SEEDS="0 1" BUDGETS="8192 32768": setup
+# does the detector's gain from 512 px images grow with training? seg detectors (width 16, 128 px windows) on the
+# same 4,096 phantom samples rendered at each size, at each budget, per seed. The default, radial_line at 256 and
+# 512 px, 8,192 and 32,768 windows, seeds 0-1, takes ~46 min on 2 cores (~2 and ~7-10 min per run). Writes
+# reports/quality/KIND/size_budget/SIZE/. The body_marker run: just size-budget body_marker 512 0 98304
+size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768": setup
     #!/usr/bin/env bash
     set -euo pipefail
-    root=out/size_budget/radial_line
-    for size in 256 512; do
+    root=out/size_budget/{{KIND}}
+    for size in {{SIZES}}; do
         s=$root/shards$size runs=()
-        {{bin}}/synth build --type radial_line --n 4096 --size $size --shard-size 256 --workers 2 --out $s/train
-        {{bin}}/synth build --type radial_line --n 64 --size $size --shard-size 64 --seed 1 --out $s/val
-        {{bin}}/synth build --type radial_line --n 128 --size $size --shard-size 128 --seed 2 --out $s/test
+        {{bin}}/synth build --type {{KIND}} --n 4096 --size $size --shard-size 256 --workers 2 --out $s/train
+        {{bin}}/synth build --type {{KIND}} --n 64 --size $size --shard-size 64 --seed 1 --out $s/val
+        {{bin}}/synth build --type {{KIND}} --n 128 --size $size --shard-size 128 --seed 2 --out $s/test
         for n in {{BUDGETS}}; do
             for seed in {{SEEDS}}; do
                 r=$root/runs/seg${size}_${n}_s$seed
@@ -285,8 +286,8 @@ size-budget SEEDS="0 1" BUDGETS="8192 32768": setup
                 runs+=(--run "$size px, $n windows, seed $seed=$r/best.pt")
             done
         done
-        {{bin}}/train compare --shards $s/test --out reports/quality/radial_line/size_budget/$size "${runs[@]}" \
-            --title "radial_line at $size px: seg detectors (width 16, 128 px windows) at {{BUDGETS}} windows, per seed"
+        {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/$size "${runs[@]}" \
+            --title "{{KIND}} at $size px: seg detectors (width 16, 128 px windows) at {{BUDGETS}} windows, per seed"
     done
 
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
