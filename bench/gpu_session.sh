@@ -122,10 +122,10 @@ phase 4 && run 150 $PY -m pytest -q -x -p no:cacheprovider "${par[@]}" tests/tes
 #    lease leaves: shards and training stop after STUDY_MINUTES, then the finished runs are evaluated and the
 #    tables written with the card's name (the unfinished runs listed); a rerun continues. Not in the default PHASES.
 if phase 5; then
-    STUDY_MINUTES=${STUDY_MINUTES:-6}
+    STUDY_MINUTES=${STUDY_MINUTES:-6} STUDY_REPORT=${STUDY_REPORT:-reports/study}
     run "$(awk "BEGIN { print int($STUDY_MINUTES * 60 + 300) }")" $PY -m train.cli study --minutes "$STUDY_MINUTES" ${STUDY_ARGS:-} \
-        --out "$RES/study" --report "${STUDY_REPORT:-reports/study}"
-    tail -n 40 "${STUDY_REPORT:-reports/study}/tables.md" >>"$LOG" 2>&1
+        --out "$RES/study" --report "$STUDY_REPORT"
+    tail -n 40 "$STUDY_REPORT/tables.md" >>"$LOG" 2>&1
 fi
 
 say "done"

@@ -306,16 +306,15 @@ def parse_part(part: str | None) -> tuple[int, int]:
 def _different_build(out: Path, old: dict, plan: BuildPlan) -> str:
     """Why the build in `out` is not this one, as one sentence with what to do."""
     new = json.loads(json.dumps(plan.shard_attrs))  # as the manifest stores it (tuples become lists)
-    same_inputs = all(old.get(k) == new[k] for k in ("params", "icons_sha256", "clean_sha256", "drawing_code_sha256"))
-    if same_inputs:
+    inputs = (("params", "parameters"), ("icons_sha256", "icons"), ("clean_sha256", "clean scans"),
+              ("drawing_code_sha256", "drawing code"))
+    differs = [what for key, what in inputs if old.get(key) != new[key]]
+    if not differs:
         was = {"synth": old.get("package_version"), **(old.get("libraries") or {})}
         now = {"synth": new["package_version"], **new["libraries"]}
         changed = ", ".join(f"{k} {was.get(k, 'unrecorded')} (now {v})" for k, v in now.items() if was.get(k) != v)
         return (f"--out {out} holds this build made with other versions: {changed}. Its shards would not match "
                 f"the ones made now; finish it with those versions, or pass --overwrite to rebuild it all.")
-    inputs = (("params", "parameters"), ("icons_sha256", "icons"), ("clean_sha256", "clean scans"),
-              ("drawing_code_sha256", "drawing code"))
-    differs = [what for key, what in inputs if old.get(key) != new[key]]
     if differs == ["clean scans"] and plan.clean.is_phantom and old.get("clean_sources") == list(plan.clean.names):
         why = "the same phantom scans, drawn by changed code (synth/phantom.py or synth/chrome.py)"
     elif differs == ["drawing code"]:

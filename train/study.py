@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -137,6 +138,10 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
     plan = PLANS[variant]
     out = Path(out)
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
+
+    def time_left() -> float:
+        return math.inf if deadline is None else deadline - time.monotonic()
+
     runs = [r for r in study_runs(plan) if only is None or r.table == only]
     results: dict[str, Evaluated] = {}
     seconds: dict[str, float] = {}
@@ -146,8 +151,7 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
         if progress:
             progress(k, len(runs), run.name)
         finished = (rdir / "result.json").exists()
-        left = None if deadline is None else deadline - time.monotonic()
-        if not finished and left is not None and left <= 0:
+        if not finished and time_left() <= 0:
             continue  # not started: listed in the tables as left for a rerun
         if run.kind not in built:  # each kind's shards just before its first run: the first tables come sooner
             if progress:
@@ -155,10 +159,11 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
             build_shards(plan, out / "shards", [run.kind], log)
             built.add(run.kind)
         if not finished:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            left = time_left()  # again: the shards may have taken the rest
+            if left <= 0:
                 continue
-            cfg = dataclasses.replace(run_config(plan, run, out / "shards", rdir), time_limit=left)
+            cfg = dataclasses.replace(run_config(plan, run, out / "shards", rdir),
+                                      time_limit=None if deadline is None else left)
             if train_run(cfg, log=lambda *_: None).get("stopped"):
                 log(f"{run.name}: stopped at the --minutes limit; a rerun continues it")
                 continue
