@@ -28,9 +28,17 @@
 # is a smaller share of it, README "The same task at 512 px"), e.g. the radial_line detector push at the paper's size:
 #   KINDS=radial_line PHASES=3 MODES=seg SIZE=512 SAMPLES=196608 TRAIN_LIMIT=140 RESULTS=out/gpu_512 \
 #   REPORTS=reports/gpu_512 bash bench/gpu_session.sh
+# FILL_SAMPLES (and FILL_LIMIT, its seconds) give the n2n/n2c runs of phase 3 their own budget, e.g. a 4x detector
+# with a 1x filler: MODES="seg n2n" SAMPLES=196608 FILL_SAMPLES=49152.
 # PHASES=5 runs as much of the paper's full study as STUDY_MINUTES (default 6) of shards and training allow, into
 # reports/study (STUDY_REPORT moves it; STUDY_ARGS adds `train study` options, e.g. "--only V-VI"):
 #   PHASES=5 STUDY_MINUTES=7 RESULTS=out/gpu_study bash bench/gpu_session.sh
+# DEADLINE (seconds from the script's start) shortens STUDY_MINUTES to what is left of it after the earlier phases,
+# keeping STUDY_RESERVE (default 90) seconds for the evaluation and tables. Phase 3's 512 px training and validation
+# shards of 8,192 / 64 samples are the study's own (same kind, size, counts and seeds): phase 5 links them instead of
+# building them again. The 512 px detector push and as much of the study as the rest of a 10-minute call allows:
+#   KINDS=radial_line PHASES="3 5" MODES="seg n2n" SIZE=512 SAMPLES=196608 TRAIN_LIMIT=190 FILL_SAMPLES=49152 \
+#   DEADLINE=560 RESULTS=out/gpu_512 REPORTS=reports/gpu_512 bash bench/gpu_session.sh
 #
 # Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
 # the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),
@@ -46,6 +54,8 @@ MODES=${MODES:-seg n2n n2c}
 PHASES=${PHASES:-1 2 3 4}
 REPORTS=${REPORTS:-reports/gpu}
 TRAIN_LIMIT=${TRAIN_LIMIT:-$(( 70 * SAMPLES / 49152 + 10 ))}  # seconds per training run: 80 s at the default budget
+FILL_SAMPLES=${FILL_SAMPLES:-$SAMPLES}  # windows per n2n/n2c run of phase 3
+FILL_LIMIT=${FILL_LIMIT:-$(( FILL_SAMPLES == SAMPLES ? TRAIN_LIMIT : 70 * FILL_SAMPLES / 49152 + 10 ))}
 CLEAN=${CLEAN:-} CLEAN_TEST=${CLEAN_TEST:-}
 SEG_ARGS=${SEG_ARGS:-}  # more `train run` options for the seg runs, e.g. "--hard-negatives 0.25"
 SIZE=${SIZE:-256}  # image side of the phase-3 shards (the paper's and the full study's: 512)
@@ -53,7 +63,7 @@ SCALE=$(( (SIZE * SIZE + 256 * 256 - 1) / (256 * 256) ))  # build time limits gr
 BUILD_ARGS=${BUILD_ARGS:-}  # more `synth build` options for the training shards, e.g. "--phantom-chrome --phantom-reflectors"
 for d in $CLEAN $CLEAN_TEST; do [ -d "$d" ] || { echo "CLEAN/CLEAN_TEST: no folder $d" >&2; exit 2; }; done
 phase() { [[ " $PHASES " == *" $1 "* ]]; }
-case $PY in */*) PY=$PWD/$PY ;; esac  # phase 1 runs from bench/
+case $PY in /*) ;; */*) PY=$PWD/$PY ;; esac  # phase 1 runs from bench/
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$RES"
 LOG=$(realpath -m "$RES/log.txt")  # absolute: phase 1 runs from bench/
@@ -85,11 +95,14 @@ phase 3 && for kind in $KINDS; do
         ${CLEAN_TEST:+--clean "$CLEAN_TEST"} --out $s/test
     for mode in $MODES; do
         # a run stopped by its limit keeps the best.pt of its last finished epoch (8,192 windows each)
-        extra=(); [ "$mode" = seg ] && read -ra extra <<<"$SEG_ARGS"
-        run $TRAIN_LIMIT $PY -m train.cli run --shards $s/train --val-shards $s/val --preset fast --mode $mode --crop 128 \
-            --samples "$SAMPLES" --batch-size 32 --amp "$AMP" --workers 12 --log-every 20 "${extra[@]}" --out $r/$mode
+        extra=() n=$FILL_SAMPLES lim=$FILL_LIMIT
+        [ "$mode" = seg ] && { read -ra extra <<<"$SEG_ARGS"; n=$SAMPLES lim=$TRAIN_LIMIT; }
+        run $lim $PY -m train.cli run --shards $s/train --val-shards $s/val --preset fast --mode $mode --crop 128 \
+            --samples "$n" --batch-size 32 --amp "$AMP" --workers 12 --log-every 20 "${extra[@]}" --out $r/$mode
     done
     mkdir -p "$rep"
+    budget="$SAMPLES windows of 128 px per model"
+    [ "$FILL_SAMPLES" != "$SAMPLES" ] && budget="$SAMPLES windows of 128 px per detector, $FILL_SAMPLES per restoration model"
     runs=()  # the compare rows of the modes trained: each model, and the detector filled by each restoration
     for mode in $MODES; do [ -f $r/$mode/best.pt ] && runs+=(--run "${mode^^}=$r/$mode/best.pt"); done
     for mode in n2n n2c; do
@@ -97,7 +110,7 @@ phase 3 && for kind in $KINDS; do
             && runs+=(--run "SEG+${mode^^}=$r/seg/best.pt+$r/$mode/best.pt")
     done
     run $(( 100 * SCALE )) $PY -m train.cli compare --shards $s/test --out "$rep" \
-        --title "$kind${CLEAN:+ pasted on the scans of $CLEAN}${CLEAN_TEST:+ (test: $CLEAN_TEST)}, $SIZE px, $SAMPLES windows of 128 px per model, n2n_unet width 48, $AMP on $(nvidia-smi --query-gpu=name --format=csv,noheader)" \
+        --title "$kind${CLEAN:+ pasted on the scans of $CLEAN}${CLEAN_TEST:+ (test: $CLEAN_TEST)}, $SIZE px, $budget, n2n_unet width 48, $AMP on $(nvidia-smi --query-gpu=name --format=csv,noheader)" \
         "${runs[@]}"
     for mode in $MODES; do  # seconds and img/s of each run, beside the table
         [ -f $r/$mode/result.json ] && { echo "$mode $(cat $r/$mode/result.json)"; } >>"$rep/runs.txt"
@@ -123,9 +136,23 @@ phase 4 && run 150 $PY -m pytest -q -x -p no:cacheprovider "${par[@]}" tests/tes
 #    tables written with the card's name (the unfinished runs listed); a rerun continues. Not in the default PHASES.
 if phase 5; then
     STUDY_MINUTES=${STUDY_MINUTES:-6} STUDY_REPORT=${STUDY_REPORT:-reports/study}
-    run "$(awk "BEGIN { print int($STUDY_MINUTES * 60 + 300) }")" $PY -m train.cli study --minutes "$STUDY_MINUTES" ${STUDY_ARGS:-} \
+    if [ -n "${DEADLINE:-}" ]; then
+        STUDY_MINUTES=$(awk "BEGIN { m = ($DEADLINE - $SECONDS + $START - ${STUDY_RESERVE:-90}) / 60; \
+            print (m < $STUDY_MINUTES ? m : $STUDY_MINUTES) }")
+    fi
+    plan=$($PY -c "from train.study import PLANS; p = PLANS['full']; print(p.size, p.n_train)")
+    if [ "$SIZE $N_TRAIN" = "$plan" ] && [ -z "$CLEAN$BUILD_ARGS" ] && [[ " ${STUDY_ARGS:-} " != *" --quick "* ]]; then
+        for kind in $KINDS; do for split in train val; do
+            src=$RES/$kind/shards/$split dst=$RES/study/shards/$kind/$split
+            [ -f $src/manifest.json ] && [ ! -e $dst ] && mkdir -p "${dst%/*}" && cp -al $src $dst && say "linked $src as $dst"
+        done; done
+    fi
+    if awk "BEGIN { exit !($STUDY_MINUTES <= 0) }"; then say "phase 5: no time left before DEADLINE"; else
+    after=300; [ -n "${DEADLINE:-}" ] && after=$(( ${STUDY_RESERVE:-90} + 20 ))  # seconds for evaluation and tables
+    run "$(awk "BEGIN { print int($STUDY_MINUTES * 60 + $after) }")" $PY -m train.cli study --minutes "$STUDY_MINUTES" ${STUDY_ARGS:-} \
         --out "$RES/study" --report "$STUDY_REPORT"
     tail -n 40 "$STUDY_REPORT/tables.md" >>"$LOG" 2>&1
+    fi
 fi
 
 say "done"

@@ -9,12 +9,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
 from train.cli import main  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
-from train.data import MODE_FIELDS, DataError, ShardStream, crop_item  # noqa: E402
+from train.data import EVAL_FIELDS, MODE_FIELDS, DataError, ShardStream, crop_item  # noqa: E402
 from train.evaluate import best_threshold  # noqa: E402
 from train.loop import TrainError, load_checkpoint, train_run  # noqa: E402
 from train.metrics import SEG_THRESHOLD_GRID, THRESHOLD_GRID  # noqa: E402
@@ -116,6 +117,31 @@ def test_run_picks_a_mask_threshold_on_validation_and_eval_uses_it(runs, shards,
     a = json.loads((tmp_path / "a" / "summary.json").read_text())
     b = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert b["dice"]["mean"] == 0.0 and a["dice"]["mean"] > 0.0, "an explicit --threshold overrides the checkpoint's"
+
+
+def test_threaded_scoring_gives_the_rows_and_examples_of_one_thread_in_order(runs, shards, monkeypatch):
+    from torch.utils.data import DataLoader
+
+    from train import evaluate as E
+    from train.infer import predictor_from_checkpoint
+
+    def score(threads):
+        monkeypatch.setattr(E, "METRIC_THREADS", threads)
+        out = []
+        for mode in ("n2n", "seg"):
+            pred, _ = predictor_from_checkpoint(runs / mode / "best.pt", torch.device("cpu"))
+            stream = ShardStream(shards / "val", (*EVAL_FIELDS, "sample_id"), shuffle=False)
+            # batches of 4, cut at 5 samples: the second batch is scored in part
+            rows, examples = E.evaluate_batches(pred, DataLoader(stream, batch_size=4), threshold=None,
+                                                max_samples=5, keep_examples=3)
+            sweep = E.sweep_thresholds(pred, DataLoader(stream, batch_size=4), max_samples=5)
+            out.append((rows, [[a.tobytes() for a in ex] for ex in examples], sweep))
+        return out
+
+    one, many = score(1), score(4)
+    assert [len(rows) for rows, _, _ in one] == [5, 5] and [len(ex) for _, ex, _ in one] == [3, 3]
+    assert [r["sample_id"] for r in one[0][0]] == [0, 1, 2, 3, 4]
+    assert many == one
 
 
 def test_compare_writes_the_papers_table_and_figure(runs, shards, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 from collections.abc import Callable, Iterable
 
 import cv2
@@ -184,6 +185,21 @@ def psnr(out: Array, clean: Array) -> float:
     return float(min(PSNR_CAP_DB, 10.0 * np.log10(255.0**2 / mse)))
 
 
+_IMPORT_LOCK = threading.Lock()
+_PSNR_HVS_HVSM = []
+
+
+def _psnr_hvs_hvsm():
+    """psnr_hvsm's function, imported once under a lock: its import prints a note about an optional backend,
+    silenced by swapping sys.stdout, which two threads doing at once could leave swapped for good."""
+    with _IMPORT_LOCK:
+        if not _PSNR_HVS_HVSM:
+            with contextlib.redirect_stdout(io.StringIO()):
+                from psnr_hvsm import psnr_hvs_hvsm
+            _PSNR_HVS_HVSM.append(psnr_hvs_hvsm)
+    return _PSNR_HVS_HVSM[0]
+
+
 def psnr_hvsm(out: Array, clean: Array) -> float:
     """PSNR-HVS-M in dB (Ponomarenko et al. 2007) of the luma of `out` against `clean`, via `psnr_hvsm`.
 
@@ -191,9 +207,7 @@ def psnr_hvsm(out: Array, clean: Array) -> float:
     block; like the reference MATLAB code (which skips incomplete blocks) the bottom and right
     remainders are cropped. Capped at PSNR_CAP_DB (identical images).
     """
-    with contextlib.redirect_stdout(io.StringIO()):  # its import prints a note about an optional backend
-        from psnr_hvsm import psnr_hvs_hvsm
-
+    psnr_hvs_hvsm = _psnr_hvs_hvsm()
     a, b = gray(out), gray(clean)
     _check_same_shape(a, b, "psnr_hvsm")
     h, w = (a.shape[0] // 8) * 8, (a.shape[1] // 8) * 8
