@@ -36,9 +36,11 @@
 # DEADLINE (seconds from the script's start) shortens STUDY_MINUTES to what is left of it after the earlier phases,
 # keeping STUDY_RESERVE (default 90) seconds for the evaluation and tables. Phase 3's 512 px training and validation
 # shards of 8,192 / 64 samples are the study's own (same kind, size, counts and seeds): phase 5 links them instead of
-# building them again. The 512 px detector push and as much of the study as the rest of a 10-minute call allows:
-#   KINDS=radial_line PHASES="3 5" MODES="seg n2n" SIZE=512 SAMPLES=196608 TRAIN_LIMIT=190 FILL_SAMPLES=49152 \
-#   DEADLINE=560 RESULTS=out/gpu_512 REPORTS=reports/gpu_512 bash bench/gpu_session.sh
+# building them again. The 512 px detector push and as much of the study as the rest of a 10-minute call allows
+# (the third H200 session, README "The 512 px detector push"; its seg run diverged at 37k windows, hence the
+# --clip-grad 1 for the next one):
+#   KINDS=radial_line PHASES="3 5" MODES="seg n2n" SIZE=512 SAMPLES=196608 TRAIN_LIMIT=205 FILL_SAMPLES=49152 \
+#   SEG_ARGS="--time-limit 180 --clip-grad 1" DEADLINE=545 RESULTS=out/g REPORTS=reports/gpu_512 bash bench/gpu_session.sh
 #
 # Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
 # the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),
@@ -55,7 +57,9 @@ PHASES=${PHASES:-1 2 3 4}
 REPORTS=${REPORTS:-reports/gpu}
 TRAIN_LIMIT=${TRAIN_LIMIT:-$(( 70 * SAMPLES / 49152 + 10 ))}  # seconds per training run: 80 s at the default budget
 FILL_SAMPLES=${FILL_SAMPLES:-$SAMPLES}  # windows per n2n/n2c run of phase 3
-FILL_LIMIT=${FILL_LIMIT:-$(( FILL_SAMPLES == SAMPLES ? TRAIN_LIMIT : 70 * FILL_SAMPLES / 49152 + 10 ))}
+# n2n/n2c read three images per window, 4x the bytes at 512 px: on an H200 host the 512 px N2N run waited on data
+# 60 % of the time (740-1,140 windows/s), so its limit doubles there
+FILL_LIMIT=${FILL_LIMIT:-$(( FILL_SAMPLES == SAMPLES ? TRAIN_LIMIT : (70 * FILL_SAMPLES / 49152) * (SIZE > 256 ? 2 : 1) + 10 ))}
 CLEAN=${CLEAN:-} CLEAN_TEST=${CLEAN_TEST:-}
 SEG_ARGS=${SEG_ARGS:-}  # more `train run` options for the seg runs, e.g. "--hard-negatives 0.25"
 SIZE=${SIZE:-256}  # image side of the phase-3 shards (the paper's and the full study's: 512)

@@ -329,6 +329,35 @@ def test_study_minutes_time_box_writes_the_finished_runs_and_a_rerun_continues(t
         "radial_line-n2n_unet-n2c-linear-l1", "radial_line-n2n_unet-n2n-linear-l1"}
 
 
+def test_a_study_continues_on_a_bare_machine_from_its_report(tmp_path, monkeypatch):
+    """A lent card starts bare: the runs finished on an earlier one travel in REPORT/runs (a few kB each) and
+    are neither trained nor evaluated again; their figure stays, and the tables name the machine per run."""
+    import dataclasses
+
+    from train import study
+
+    tiny = dataclasses.replace(study.PLANS["quick"], size=64, n_train=8, n_val=4, n_test=4, samples=4,
+                               batch_size=2, widths={"n2n_unet": 8})
+    monkeypatch.setitem(study.PLANS, "tiny", tiny)
+    report = tmp_path / "report"
+    study.run_study("tiny", tmp_path / "first", only="V-VI", log=lambda *_: None, report=report)
+    results = json.loads((report / "results.json").read_text())
+    kept = sorted(p.name for p in (report / "runs").iterdir())
+    assert kept == sorted(results) and all(
+        {f.name for f in (report / "runs" / k).iterdir()} == set(study.CARRIED) for k in kept)
+    for k in kept:  # as if the first machine had been a card
+        cache = report / "runs" / k / "test_eval.json"
+        cache.write_text(json.dumps({**json.loads(cache.read_text()), "machine": "NVIDIA H200"}))
+    fig = (report / "fig5_radial_line.png").read_bytes()
+    said = []
+    md = study.run_study("tiny", tmp_path / "second", only="V-VI", log=said.append, report=report).read_text()
+    assert said[0] == f"2 finished runs taken from {report / 'runs'} (an earlier machine's); not trained again"
+    assert not (tmp_path / "second" / "shards").exists() and not list((tmp_path / "second").rglob("*.pt"))
+    assert json.loads((report / "results.json").read_text()) == results
+    assert "Machine: NVIDIA H200." in md and "n2n_unet N2C" in md and "Not run yet" not in md
+    assert (report / "fig5_radial_line.png").read_bytes() == fig and "fig5_radial_line.png" in md
+
+
 def test_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     import dataclasses
 
@@ -347,7 +376,8 @@ def test_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     study.run_study("tiny", tmp_path / "s", only="V-VI", log=lambda *_: None)
     assert (tmp_path / "s" / "runs" / "radial_line-n2n_unet-n2n-linear-l1" / "best.pt").stat().st_mtime == mtime
     assert json.loads((tmp_path / "s" / "results.json").read_text()) == results, "a rerun skips finished runs"
-    # shards made by another version are refused with what to do, not a traceback
+    # shards made by another version are refused with what to do, not a traceback (once a run needs them)
+    (tmp_path / "s" / "runs" / "radial_line-n2n_unet-n2n-linear-l1" / "test_eval.json").unlink()
     manifest = tmp_path / "s" / "shards" / "radial_line" / "train" / "manifest.json"
     m = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**m, "package_version": "0.1.0", "fingerprint": "from 0.1.0"}))

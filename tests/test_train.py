@@ -287,6 +287,29 @@ def test_pair_boost_option_overrides_the_preset(shards, tmp_path):
     assert bad.exit_code != 0 and "--pair-boost" in bad.output
 
 
+def test_clip_grad_logs_the_norm_and_clips_only_above_it(shards, tmp_path):
+    """--clip-grad NORM logs each window's largest gradient norm; a NORM above every step's norm trains to the
+    very weights of an unclipped run, a small one to other weights. The presets do not clip, and a run made
+    before the option existed resumes (it is left out of the identity at 0)."""
+    def weights(out):
+        return load_checkpoint(out / "last.pt")["model"]
+
+    train_run(_cfg(shards, tmp_path / "plain", mode="seg"))
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["clip_grad"] == 0.0
+    assert "clip_grad" not in _cfg(shards, tmp_path / "plain").resolved().identity()
+    train_run(_cfg(shards, tmp_path / "huge", mode="seg", clip_grad=1e9))
+    train_run(_cfg(shards, tmp_path / "tiny", mode="seg", clip_grad=1e-3))
+    norms = [json.loads(x)["grad_norm"] for x in (tmp_path / "huge" / "stats.jsonl").read_text().splitlines()
+             if "grad_norm" in x]
+    assert len(norms) == 2 and all(0 < g < 1e9 for g in norms)
+    plain, huge, tiny = weights(tmp_path / "plain"), weights(tmp_path / "huge"), weights(tmp_path / "tiny")
+    assert all(torch.equal(plain[k], huge[k]) for k in plain)
+    assert not all(torch.equal(plain[k], tiny[k]) for k in plain)
+    r = CliRunner().invoke(main, ["run", "--shards", str(shards / "train"), "--out", str(tmp_path / "x"),
+                                  "--clip-grad", "-1"])
+    assert r.exit_code != 0 and "--clip-grad" in r.output and "Traceback" not in r.output
+
+
 def test_seg_soft_trains_on_one_softened_kind_and_says_where_it_cannot(shards, tmp_path):
     """--seg-soft trains a seg run (a different run from the hard-target one), is refused with a
     restoration mode, and says in one sentence why it cannot be used on mixed or unsoftened shards."""

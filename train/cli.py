@@ -48,6 +48,9 @@ def main() -> None:
               help="Global residual: output = input + net(input), starting as the identity (default: the preset's).")
 @click.option("--pair-boost", type=click.FloatRange(0), default=None,
               help="n2n: extra loss weight where the two noisy copies differ (default: the preset's; 0 turns it off).")
+@click.option("--clip-grad", type=click.FloatRange(0), default=None, metavar="NORM",
+              help="Clip the gradient's global L2 norm to NORM before each step (default: the preset's; 0: never). "
+                   "stats.jsonl logs the largest norm of each logging window as grad_norm.")
 @click.option("--gated", is_flag=True,
               help="Gated output: output = input + sigmoid(gate) * (image - input), the gate learnt from the loss.")
 @click.option("--seg-dice", type=click.Choice(SEG_DICE), default="batch", show_default=True,
@@ -95,6 +98,7 @@ def run(
     norm,
     residual,
     pair_boost,
+    clip_grad,
     gated,
     seg_dice,
     hard_negatives,
@@ -143,6 +147,7 @@ def run(
         norm=norm,
         residual=residual,
         pair_boost=pair_boost,
+        clip_grad=clip_grad,
         gated=gated,
         seg_dice=seg_dice,
         hard_negatives=hard_negatives,

@@ -16,15 +16,15 @@ PRESETS: dict[str, dict] = {
     # the paper's settings (section IV.B): RMSprop lr 1e-5, momentum 0.9, weight decay 1e-8, L1, batch 4,
     # the plain network output (no global residual), constant learning rate
     "paper": dict(optimizer="rmsprop", lr=1e-5, momentum=0.9, weight_decay=1e-8, loss="l1", batch_size=4,
-                  residual=False, pair_boost=0.0, schedule="constant"),
+                  residual=False, pair_boost=0.0, schedule="constant", clip_grad=0.0),
     # converges in far fewer samples (bench/results/recipes.md): AdamW 1e-3 with cosine decay, and the
     # loss weighted up where the two noisy copies differ, so it is not drowned by the background.
     # A global residual (output = input + net(input)) stayed at the identity in the same budget.
     "fast": dict(optimizer="adam", lr=1e-3, momentum=0.9, weight_decay=0.0, loss="l1", batch_size=8,
-                 residual=False, pair_boost=20.0, schedule="cosine"),
+                 residual=False, pair_boost=20.0, schedule="cosine", clip_grad=0.0),
     # the fast recipe at a width a 2-core CPU trains in minutes
     "cpu": dict(optimizer="adam", lr=1e-3, momentum=0.9, weight_decay=0.0, loss="l1", batch_size=8,
-                residual=False, pair_boost=20.0, schedule="cosine", width=16),
+                residual=False, pair_boost=20.0, schedule="cosine", width=16, clip_grad=0.0),
 }
 
 
@@ -53,6 +53,7 @@ class TrainConfig:
     residual: bool | None = None
     gated: bool = False          # gated output (train.models.GatedWrapper), restoration modes only
     pair_boost: float | None = None
+    clip_grad: float | None = None  # clip the gradient's global L2 norm to this (0: no clipping; None: the preset's)
     seg_dice: str = "batch"      # seg: soft Dice pooled over the batch or per image (train.losses.SEG_DICE)
     hard_negatives: float = 0.0  # seg with crop: share of windows centred on hard negatives (train.data)
     seg_soft: float = 0.0        # seg: soft targets over this many grey levels each side of the mask cut (0: hard)
@@ -88,7 +89,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         for k in ("epochs", "samples", "workers", "ckpt_every", "log_every", "val_samples", "time_limit"):
             d.pop(k)
-        for k, default in (("seg_dice", "batch"), ("hard_negatives", 0.0), ("seg_soft", 0.0)):
+        for k, default in (("seg_dice", "batch"), ("hard_negatives", 0.0), ("seg_soft", 0.0), ("clip_grad", 0.0)):
             if d[k] == default:  # added later: left out at their defaults, so earlier runs still resume
                 d.pop(k)
         return d

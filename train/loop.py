@@ -317,6 +317,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
             model.train()
             t_wait, t_window, n_window, k_window = 0.0, time.perf_counter(), 0, 0
             loss_acc = torch.zeros((), device=device)
+            grad_norm = torch.zeros((), device=device)  # the largest of the logging window (with clip_grad)
             t_data = time.perf_counter()
             for batch in DataLoader(stream, **loader_kw):
                 if done_steps >= steps_in_epoch or state["samples_seen"] >= total:
@@ -343,6 +344,11 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                         loss = loss_fn(y.float(), normalize(t8, mean, std), weight=w)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if cfg.clip_grad:
+                    scaler.unscale_(opt)  # the norm of the true gradient, not of the fp16 loss-scaled one
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad).detach().float()
+                    # the window's largest finite norm (fp16 overflow steps are skipped by the scaler); no GPU sync
+                    grad_norm = torch.where(torch.isfinite(norm), torch.maximum(grad_norm, norm), grad_norm)
                 scaler.step(opt)
                 scaler.update()
                 n = x.shape[0]
@@ -364,6 +370,9 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
                         "img_s": n_window * world / dt,
                         "data_wait": t_wait / dt,
                     }
+                    if cfg.clip_grad:
+                        row["grad_norm"] = float(grad_norm)
+                        grad_norm = torch.zeros((), device=device)
                     if stats_file:
                         stats_file.write(json.dumps(row) + "\n")
                         stats_file.flush()

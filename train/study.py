@@ -137,12 +137,16 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
     list the rest, and rerunning the command continues with them."""
     plan = PLANS[variant]
     out = Path(out)
+    report = Path(report or out)
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
 
     def time_left() -> float:
         return math.inf if deadline is None else deadline - time.monotonic()
 
     runs = [r for r in study_runs(plan) if only is None or r.table == only]
+    carried = carry_in(report, out, runs)
+    if carried:
+        log(f"{carried} finished runs taken from {report / 'runs'} (an earlier machine's); not trained again")
     results: dict[str, Evaluated] = {}
     seconds: dict[str, float] = {}
     built: set[str] = set()
@@ -153,7 +157,8 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
         finished = (rdir / "result.json").exists()
         if not finished and time_left() <= 0:
             continue  # not started: listed in the tables as left for a rerun
-        if run.kind not in built:  # each kind's shards just before its first run: the first tables come sooner
+        needs_shards = not finished or not (rdir / "test_eval.json").exists()
+        if run.kind not in built and needs_shards:  # each kind's shards just before its first run
             if progress:
                 progress(k, len(runs), f"shards {run.kind}")
             build_shards(plan, out / "shards", [run.kind], log)
@@ -173,7 +178,33 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
         progress(len(runs), len(runs), "tables")
     if len(results) < len(runs):
         log(f"{len(results)} of {len(runs)} runs finished; rerun the same command to continue with the rest")
-    return write_study(plan, variant, out, Path(report or out), runs, results, seconds)
+    return write_study(plan, variant, out, report, runs, results, seconds)
+
+
+CARRIED = ("result.json", "test_eval.json", "stats.jsonl")
+"""What of a finished run goes into REPORT/runs/NAME (a few kB), so that a study cut short on one leased
+machine continues on the next, which starts bare: the tables, results and Fig. 3 need nothing else."""
+
+
+def carry_in(report: Path, out: Path, runs: list[Run]) -> int:
+    """Copy the finished runs kept in report/runs into out/runs where out lacks them; returns how many."""
+    n = 0
+    for run in runs:
+        src, dst = report / "runs" / run.name, out / "runs" / run.name
+        if all((src / f).exists() for f in CARRIED[:2]) and not (dst / "result.json").exists():
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in CARRIED:
+                if (src / f).exists():
+                    (dst / f).write_bytes((src / f).read_bytes())
+            n += 1
+    return n
+
+
+def machine() -> str:
+    """The name the tables give the machine: the GPU's, or the CPU's with its thread count."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or 'x86'}, {torch.get_num_threads()} threads)"
 
 
 def cached_eval(run: Run, rdir: Path, test: Path, n: int) -> Evaluated:
@@ -184,18 +215,23 @@ def cached_eval(run: Run, rdir: Path, test: Path, n: int) -> Evaluated:
         d = json.loads(cache.read_text())
         return Evaluated(run.label, d["checkpoint"], run.mode, d["threshold"], d["rows"], [])
     ev = evaluate_checkpoint(run.label, rdir / "best.pt", test, max_samples=n, keep_examples=0)
-    cache.write_text(json.dumps({"checkpoint": ev.checkpoint, "threshold": ev.threshold, "rows": ev.rows}))
+    cache.write_text(json.dumps({"checkpoint": ev.checkpoint, "threshold": ev.threshold, "rows": ev.rows,
+                                 "machine": machine()}))
     return ev
 
 
 def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: list[Run],
                 results: dict[str, Evaluated], seconds: dict[str, float]) -> Path:
     report.mkdir(parents=True, exist_ok=True)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86'}" \
-        f", {torch.get_num_threads()} threads)"
+    machines = {}  # machine -> runs trained on it (the runs of several leases can share one table)
+    for name in results:
+        cache = out / "runs" / name / "test_eval.json"
+        m = json.loads(cache.read_text()).get("machine") if cache.exists() else None
+        machines.setdefault(m or machine(), []).append(name)
+    device = "; ".join(f"{m} ({len(v)} runs)" if len(machines) > 1 else m for m, v in machines.items()) or machine()
     total = sum(seconds.values())
     md = [f"# The paper's study, `{variant}` variant", "",
-          f"Machine: {device}. Training time of "
+          f"Machine{'s' if len(machines) > 1 else ''}: {device}. Training time of "
           f"{'all runs' if len(results) == len(runs) else f'the {len(results)} finished runs of {len(runs)}'}: "
           f"{total / 60:.1f} min ({plan.hours} is the design). "
           f"Written {time.strftime('%Y-%m-%d %H:%M')}.", "",
@@ -228,11 +264,14 @@ def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: li
     for num, kind in ((4, "body_marker"), (5, "radial_line"), (6, "vascular_flow")):
         pair = [r for r in runs if r.kind == kind and r.model == "n2n_unet" and r.norm == "linear" and r.loss == "l1"
                 and r.name in results]
-        if len(pair) == 2:
-            test = out / "shards" / kind / "test"
+        name = f"fig{num}_{kind}.png"
+        test = out / "shards" / kind / "test"
+        if len(pair) == 2 and not (test.exists() and all((out / "runs" / r.name / "best.pt").exists() for r in pair)):
+            if (report / name).exists():  # runs carried in from an earlier machine: its figure stays
+                figs.append(f"![Fig. {num}: {kind}, input | N2C | N2N | truth]({name})")
+        elif len(pair) == 2:
             evs = [evaluate_checkpoint(r.label, out / "runs" / r.name / "best.pt", test, max_samples=4,
                                        keep_examples=4) for r in sorted(pair, key=lambda r: r.mode)]
-            name = f"fig{num}_{kind}.png"
             write_figure(report / name, figure(evs, 4, zoom=2 if plan.size <= 128 else 1))
             figs.append(f"![Fig. {num}: {kind}, input | N2C | N2N | truth]({name})")
     if loss_curves(out, report, [r for r in runs if r.name in results]):
@@ -246,6 +285,13 @@ def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: li
                "continues from its checkpoint); finished runs are skipped.", "",
                *[f"- Tables {r.table}: {r.name}" + (" (stopped part-way)" if (out / "runs" / r.name / "last.pt")
                                                       .exists() else "") for r in left], ""]
+    for name in results:  # what the next machine needs to carry these runs in (carry_in)
+        keep = report / "runs" / name
+        keep.mkdir(parents=True, exist_ok=True)
+        for f in CARRIED:
+            src = out / "runs" / name / f
+            if src.exists() and src.resolve() != (keep / f).resolve():
+                (keep / f).write_bytes(src.read_bytes())
     path = report / "tables.md"
     path.write_text("\n".join(md))
     (report / "results.json").write_text(json.dumps(
