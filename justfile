@@ -55,6 +55,13 @@ gpu-dice: setup
     KINDS="vascular_flow body_marker radial_line" PHASES=3 MODES=seg SAMPLES=196608 RESULTS=out/gpu_dice \
         REPORTS=reports/gpu_dice PY={{py}} bash bench/gpu_session.sh
 
+# (the third H200 session ran this call without --clip-grad; its detector diverged, README "The 512 px detector push")
+# GPU, ~9 min: the 512 px radial_line detector and N2N filler, then the full study in the time left (reports/gpu_512, study)
+gpu-512: setup
+    KINDS=radial_line PHASES="3 5" MODES="seg n2n" SIZE=512 SAMPLES=196608 TRAIN_LIMIT=205 FILL_SAMPLES=49152 \
+        SEG_ARGS="--time-limit 180 --clip-grad 1" DEADLINE=545 RESULTS=out/gpu_512 REPORTS=reports/gpu_512 \
+        PY={{py}} bash bench/gpu_session.sh
+
 # the main job end to end on phantoms and shipped icons (~12 min on 2 cores): shards, N2N/N2C/seg models, table, figure
 demo: setup
     #!/usr/bin/env bash
@@ -289,6 +296,27 @@ size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768":
         {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/$size "${runs[@]}" \
             --title "{{KIND}} at $size px: seg detectors (width 16, 128 px windows) at {{BUDGETS}} windows, per seed"
     done
+
+# (the unclipped runs are size-budget's, skipped when it made them; ~40 min on 2 cores for all four)
+# --clip-grad 1 against no clipping: 512 px seg detectors per seed, into reports/quality/KIND/size_budget/512_clip
+clip-grad KIND="radial_line" SEEDS="0 1" N="32768": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    root=out/size_budget/{{KIND}} s=out/size_budget/{{KIND}}/shards512 runs=()
+    {{bin}}/synth build --type {{KIND}} --n 4096 --size 512 --shard-size 256 --workers 2 --out $s/train
+    {{bin}}/synth build --type {{KIND}} --n 64 --size 512 --shard-size 64 --seed 1 --out $s/val
+    {{bin}}/synth build --type {{KIND}} --n 128 --size 512 --shard-size 128 --seed 2 --out $s/test
+    for clip in 0 1; do
+        for seed in {{SEEDS}}; do
+            r=$root/runs/seg512_{{N}}_s$seed label="no clipping"
+            [ $clip = 1 ] && r=${r}_clip1 label="--clip-grad 1"
+            [ -f $r/result.json ] || {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu \
+                --mode seg --crop 128 --samples {{N}} --seed $seed --clip-grad $clip --out $r
+            runs+=(--run "$label, seed $seed=$r/best.pt")
+        done
+    done
+    {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/512_clip "${runs[@]}" \
+        --title "{{KIND}} at 512 px: seg detectors (width 16, 128 px windows, {{N}} windows) with and without --clip-grad 1, per seed"
 
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
 # 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
