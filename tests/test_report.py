@@ -330,7 +330,7 @@ def test_study_minutes_time_box_writes_the_finished_runs_and_a_rerun_continues(t
 
 
 def test_a_study_continues_on_a_bare_machine_from_its_report(tmp_path, monkeypatch):
-    """A lent card starts bare: the runs finished on an earlier one travel in REPORT/runs (a few kB each) and
+    """A lent card starts bare: the runs finished on an earlier one travel in REPORT/runs (about 100 kB each) and
     are neither trained nor evaluated again; their figure stays, and the tables name the machine per run."""
     import dataclasses
 

@@ -182,7 +182,7 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
 
 
 CARRIED = ("result.json", "test_eval.json", "stats.jsonl")
-"""What of a finished run goes into REPORT/runs/NAME (a few kB), so that a study cut short on one leased
+"""What of a finished run goes into REPORT/runs/NAME (about 100 kB), so that a study cut short on one leased
 machine continues on the next, which starts bare: the tables, results and Fig. 3 need nothing else."""
 
 
