@@ -297,16 +297,17 @@ size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768":
             --title "{{KIND}} at $size px: seg detectors (width 16, 128 px windows) at {{BUDGETS}} windows, per seed"
     done
 
-# (the unclipped runs are size-budget's, skipped when it made them; ~40 min on 2 cores for all four)
-# --clip-grad 1 against no clipping: 512 px seg detectors per seed, into reports/quality/KIND/size_budget/512_clip
-clip-grad KIND="radial_line" SEEDS="0 1" N="32768": setup
+# (the unclipped runs are size-budget's, skipped when it made them; ~40 min on 2 cores for all four; 98,304 windows
+# with clipping only, as run: just clip-grad radial_line 0 98304 1, ~31 min)
+# --clip-grad 1 against no clipping: 512 px seg detectors per seed, into reports/quality/KIND/size_budget/512_clip_N
+clip-grad KIND="radial_line" SEEDS="0 1" N="32768" CLIPS="0 1": setup
     #!/usr/bin/env bash
     set -euo pipefail
     root=out/size_budget/{{KIND}} s=out/size_budget/{{KIND}}/shards512 runs=()
     {{bin}}/synth build --type {{KIND}} --n 4096 --size 512 --shard-size 256 --workers 2 --out $s/train
     {{bin}}/synth build --type {{KIND}} --n 64 --size 512 --shard-size 64 --seed 1 --out $s/val
     {{bin}}/synth build --type {{KIND}} --n 128 --size 512 --shard-size 128 --seed 2 --out $s/test
-    for clip in 0 1; do
+    for clip in {{CLIPS}}; do
         for seed in {{SEEDS}}; do
             r=$root/runs/seg512_{{N}}_s$seed label="no clipping"
             [ $clip = 1 ] && r=${r}_clip1 label="--clip-grad 1"
@@ -315,7 +316,7 @@ clip-grad KIND="radial_line" SEEDS="0 1" N="32768": setup
             runs+=(--run "$label, seed $seed=$r/best.pt")
         done
     done
-    {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/512_clip "${runs[@]}" \
+    {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/512_clip_{{N}} "${runs[@]}" \
         --title "{{KIND}} at 512 px: seg detectors (width 16, 128 px windows, {{N}} windows) with and without --clip-grad 1, per seed"
 
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
