@@ -298,7 +298,7 @@ size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768":
     done
 
 # (the unclipped runs are size-budget's, skipped when it made them; ~40 min on 2 cores for all four; 98,304 windows
-# with clipping only, as run: just clip-grad radial_line 0 98304 1, ~31 min)
+# with clipping only, as run: just clip-grad radial_line "0 1" 98304 1, ~31 min per seed)
 # --clip-grad 1 against no clipping: 512 px seg detectors per seed, into reports/quality/KIND/size_budget/512_clip_N
 clip-grad KIND="radial_line" SEEDS="0 1" N="32768" CLIPS="0 1": setup
     #!/usr/bin/env bash
