@@ -151,11 +151,13 @@ if phase 5; then
             [ -f $src/manifest.json ] && [ ! -e $dst ] && mkdir -p "${dst%/*}" && cp -al $src $dst && say "linked $src as $dst"
         done; done
     fi
-    if awk "BEGIN { exit !($STUDY_MINUTES <= 0) }"; then say "phase 5: no time left before DEADLINE"; else
     after=300; [ -n "${DEADLINE:-}" ] && after=$(( ${STUDY_RESERVE:-90} + 20 ))  # seconds for evaluation and tables
-    run "$(awk "BEGIN { print int($STUDY_MINUTES * 60 + $after) }")" $PY -m train.cli study --minutes "$STUDY_MINUTES" ${STUDY_ARGS:-} \
-        --out "$RES/study" --report "$STUDY_REPORT"
-    tail -n 40 "$STUDY_REPORT/tables.md" >>"$LOG" 2>&1
+    if awk "BEGIN { exit !($STUDY_MINUTES <= 0) }"; then
+        say "phase 5: no time left before DEADLINE"
+    else
+        run "$(awk "BEGIN { print int($STUDY_MINUTES * 60 + $after) }")" $PY -m train.cli study \
+            --minutes "$STUDY_MINUTES" ${STUDY_ARGS:-} --out "$RES/study" --report "$STUDY_REPORT"
+        tail -n 40 "$STUDY_REPORT/tables.md" >>"$LOG" 2>&1
     fi
 fi
 

@@ -10,6 +10,7 @@ so a long GPU study can be stopped and restarted. Shards are built once into OUT
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -149,6 +150,7 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
         log(f"{carried} finished runs taken from {report / 'runs'} (an earlier machine's); not trained again")
     results: dict[str, Evaluated] = {}
     seconds: dict[str, float] = {}
+    machines: dict[str, str] = {}  # run -> the machine that evaluated it (runs of several leases share a table)
     built: set[str] = set()
     for k, run in enumerate(runs):
         rdir = out / "runs" / run.name
@@ -173,17 +175,25 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
                 log(f"{run.name}: stopped at the --minutes limit; a rerun continues it")
                 continue
         seconds[run.name] = json.loads((rdir / "result.json").read_text())["seconds"]
-        results[run.name] = cached_eval(run, rdir, out / "shards" / run.kind / "test", plan.n_test)
+        results[run.name], machines[run.name] = cached_eval(run, rdir, out / "shards" / run.kind / "test", plan.n_test)
     if progress:
         progress(len(runs), len(runs), "tables")
     if len(results) < len(runs):
         log(f"{len(results)} of {len(runs)} runs finished; rerun the same command to continue with the rest")
-    return write_study(plan, variant, out, report, runs, results, seconds)
+    return write_study(plan, variant, out, report, runs, results, seconds, machines)
 
 
 CARRIED = ("result.json", "test_eval.json", "stats.jsonl")
 """What of a finished run goes into REPORT/runs/NAME (about 100 kB), so that a study cut short on one leased
 machine continues on the next, which starts bare: the tables, results and Fig. 3 need nothing else."""
+
+
+def copy_carried(src: Path, dst: Path) -> None:
+    """The CARRIED files of one run folder into another (none where both are the same folder)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in CARRIED:
+        if (src / f).exists() and (src / f).resolve() != (dst / f).resolve():
+            (dst / f).write_bytes((src / f).read_bytes())
 
 
 def carry_in(report: Path, out: Path, runs: list[Run]) -> int:
@@ -192,10 +202,7 @@ def carry_in(report: Path, out: Path, runs: list[Run]) -> int:
     for run in runs:
         src, dst = report / "runs" / run.name, out / "runs" / run.name
         if all((src / f).exists() for f in CARRIED[:2]) and not (dst / "result.json").exists():
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in CARRIED:
-                if (src / f).exists():
-                    (dst / f).write_bytes((src / f).read_bytes())
+            copy_carried(src, dst)
             n += 1
     return n
 
@@ -207,31 +214,28 @@ def machine() -> str:
     return f"CPU ({platform.processor() or 'x86'}, {torch.get_num_threads()} threads)"
 
 
-def cached_eval(run: Run, rdir: Path, test: Path, n: int) -> Evaluated:
+def cached_eval(run: Run, rdir: Path, test: Path, n: int) -> tuple[Evaluated, str]:
     """Evaluate best.pt on the test shards once; the rows are cached in RUNDIR/test_eval.json (the
-    example images are recomputed when the figure needs them)."""
+    example images are recomputed when the figure needs them). Returns them and the evaluating machine."""
     cache = rdir / "test_eval.json"
     if cache.exists():
         d = json.loads(cache.read_text())
-        return Evaluated(run.label, d["checkpoint"], run.mode, d["threshold"], d["rows"], [])
+        return (Evaluated(run.label, d["checkpoint"], run.mode, d["threshold"], d["rows"], []),
+                d.get("machine") or machine())
     ev = evaluate_checkpoint(run.label, rdir / "best.pt", test, max_samples=n, keep_examples=0)
     cache.write_text(json.dumps({"checkpoint": ev.checkpoint, "threshold": ev.threshold, "rows": ev.rows,
                                  "machine": machine()}))
-    return ev
+    return ev, machine()
 
 
 def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: list[Run],
-                results: dict[str, Evaluated], seconds: dict[str, float]) -> Path:
+                results: dict[str, Evaluated], seconds: dict[str, float], machines: dict[str, str]) -> Path:
     report.mkdir(parents=True, exist_ok=True)
-    machines = {}  # machine -> runs trained on it (the runs of several leases can share one table)
-    for name in results:
-        cache = out / "runs" / name / "test_eval.json"
-        m = json.loads(cache.read_text()).get("machine") if cache.exists() else None
-        machines.setdefault(m or machine(), []).append(name)
-    device = "; ".join(f"{m} ({len(v)} runs)" if len(machines) > 1 else m for m, v in machines.items()) or machine()
+    counts = collections.Counter(machines[name] for name in results)
+    device = "; ".join(f"{m} ({k} runs)" if len(counts) > 1 else m for m, k in counts.items()) or machine()
     total = sum(seconds.values())
     md = [f"# The paper's study, `{variant}` variant", "",
-          f"Machine{'s' if len(machines) > 1 else ''}: {device}. Training time of "
+          f"Machine{'s' if len(counts) > 1 else ''}: {device}. Training time of "
           f"{'all runs' if len(results) == len(runs) else f'the {len(results)} finished runs of {len(runs)}'}: "
           f"{total / 60:.1f} min ({plan.hours} is the design). "
           f"Written {time.strftime('%Y-%m-%d %H:%M')}.", "",
@@ -264,16 +268,16 @@ def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: li
     for num, kind in ((4, "body_marker"), (5, "radial_line"), (6, "vascular_flow")):
         pair = [r for r in runs if r.kind == kind and r.model == "n2n_unet" and r.norm == "linear" and r.loss == "l1"
                 and r.name in results]
-        name = f"fig{num}_{kind}.png"
-        test = out / "shards" / kind / "test"
-        if len(pair) == 2 and not (test.exists() and all((out / "runs" / r.name / "best.pt").exists() for r in pair)):
-            if (report / name).exists():  # runs carried in from an earlier machine: its figure stays
-                figs.append(f"![Fig. {num}: {kind}, input | N2C | N2N | truth]({name})")
-        elif len(pair) == 2:
+        if len(pair) != 2:
+            continue
+        name, test = f"fig{num}_{kind}.png", out / "shards" / kind / "test"
+        if test.exists() and all((out / "runs" / r.name / "best.pt").exists() for r in pair):
             evs = [evaluate_checkpoint(r.label, out / "runs" / r.name / "best.pt", test, max_samples=4,
                                        keep_examples=4) for r in sorted(pair, key=lambda r: r.mode)]
             write_figure(report / name, figure(evs, 4, zoom=2 if plan.size <= 128 else 1))
-            figs.append(f"![Fig. {num}: {kind}, input | N2C | N2N | truth]({name})")
+        elif not (report / name).exists():  # runs carried in from an earlier machine keep that machine's figure
+            continue
+        figs.append(f"![Fig. {num}: {kind}, input | N2C | N2N | truth]({name})")
     if loss_curves(out, report, [r for r in runs if r.name in results]):
         figs.insert(0, "![Fig. 3: training loss per loss function](fig3_losses.png)")
     if figs:
@@ -286,12 +290,7 @@ def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: li
                *[f"- Tables {r.table}: {r.name}" + (" (stopped part-way)" if (out / "runs" / r.name / "last.pt")
                                                       .exists() else "") for r in left], ""]
     for name in results:  # what the next machine needs to carry these runs in (carry_in)
-        keep = report / "runs" / name
-        keep.mkdir(parents=True, exist_ok=True)
-        for f in CARRIED:
-            src = out / "runs" / name / f
-            if src.exists() and src.resolve() != (keep / f).resolve():
-                (keep / f).write_bytes(src.read_bytes())
+        copy_carried(out / "runs" / name, report / "runs" / name)
     path = report / "tables.md"
     path.write_text("\n".join(md))
     (report / "results.json").write_text(json.dumps(
