@@ -282,9 +282,7 @@ size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768":
     root=out/size_budget/{{KIND}}
     for size in {{SIZES}}; do
         s=$root/shards$size runs=()
-        {{bin}}/synth build --type {{KIND}} --n 4096 --size $size --shard-size 256 --workers 2 --out $s/train
-        {{bin}}/synth build --type {{KIND}} --n 64 --size $size --shard-size 64 --seed 1 --out $s/val
-        {{bin}}/synth build --type {{KIND}} --n 128 --size $size --shard-size 128 --seed 2 --out $s/test
+        {{just_executable()}} _size-budget-shards {{KIND}} $size
         for n in {{BUDGETS}}; do
             for seed in {{SEEDS}}; do
                 r=$root/runs/seg${size}_${n}_s$seed
@@ -297,6 +295,12 @@ size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768":
             --title "{{KIND}} at $size px: seg detectors (width 16, 128 px windows) at {{BUDGETS}} windows, per seed"
     done
 
+# the shards of size-budget and clip-grad: 4,096 training, 64 validation and 128 test samples of KIND at SIZE px
+_size-budget-shards KIND SIZE:
+    {{bin}}/synth build --type {{KIND}} --n 4096 --size {{SIZE}} --shard-size 256 --workers 2 --out out/size_budget/{{KIND}}/shards{{SIZE}}/train
+    {{bin}}/synth build --type {{KIND}} --n 64 --size {{SIZE}} --shard-size 64 --seed 1 --out out/size_budget/{{KIND}}/shards{{SIZE}}/val
+    {{bin}}/synth build --type {{KIND}} --n 128 --size {{SIZE}} --shard-size 128 --seed 2 --out out/size_budget/{{KIND}}/shards{{SIZE}}/test
+
 # (the unclipped runs are size-budget's, skipped when it made them; ~40 min on 2 cores for all four; 98,304 windows
 # with clipping only, as run: just clip-grad radial_line "0 1" 98304 1, ~31 min per seed)
 # --clip-grad 1 against no clipping: 512 px seg detectors per seed, into reports/quality/KIND/size_budget/512_clip_N
@@ -304,9 +308,7 @@ clip-grad KIND="radial_line" SEEDS="0 1" N="32768" CLIPS="0 1": setup
     #!/usr/bin/env bash
     set -euo pipefail
     root=out/size_budget/{{KIND}} s=out/size_budget/{{KIND}}/shards512 runs=()
-    {{bin}}/synth build --type {{KIND}} --n 4096 --size 512 --shard-size 256 --workers 2 --out $s/train
-    {{bin}}/synth build --type {{KIND}} --n 64 --size 512 --shard-size 64 --seed 1 --out $s/val
-    {{bin}}/synth build --type {{KIND}} --n 128 --size 512 --shard-size 128 --seed 2 --out $s/test
+    {{just_executable()}} _size-budget-shards {{KIND}} 512
     for clip in {{CLIPS}}; do
         for seed in {{SEEDS}}; do
             r=$root/runs/seg512_{{N}}_s$seed label="no clipping"
