@@ -321,6 +321,27 @@ clip-grad KIND="radial_line" SEEDS="0 1" N="32768" CLIPS="0 1": setup
     {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/512_clip_{{N}} "${runs[@]}" \
         --title "{{KIND}} at 512 px: seg detectors (width 16, 128 px windows, {{N}} windows) with and without --clip-grad 1, per seed"
 
+# --full-skip against the plain clipped detectors of `just clip-grad` (made here when missing): 512 px seg detectors
+# per seed at N windows and WIDTH, into reports/quality/KIND/size_budget/512_fs_N (as run, 2-core CPU:
+# just full-skip radial_line 0 32768 16, ~12 min; just full-skip radial_line 0 98304 24, ~50 min)
+full-skip KIND="radial_line" SEEDS="0" N="32768" WIDTH="16": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    root=out/size_budget/{{KIND}} s=out/size_budget/{{KIND}}/shards512 runs=()
+    {{just_executable()}} _size-budget-shards {{KIND}} 512
+    tag=$([ {{WIDTH}} = 16 ] && echo _fs || echo _fs_w{{WIDTH}})
+    for seed in {{SEEDS}}; do
+        for r in $root/runs/seg512_{{N}}_s${seed}_clip1 $root/runs/seg512_{{N}}_s${seed}_clip1$tag; do
+            fs=() width=16 label="plain, width 16, seed $seed"
+            [[ $r == *_fs* ]] && fs=(--full-skip) width={{WIDTH}} label="--full-skip, width {{WIDTH}}, seed $seed"
+            [ -f $r/result.json ] || {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu \
+                --mode seg --crop 128 --samples {{N}} --seed $seed --clip-grad 1 --width $width "${fs[@]}" --out $r
+            runs+=(--run "$label=$r/best.pt")
+        done
+    done
+    {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/512_fs_{{N}} "${runs[@]}" \
+        --title "{{KIND}} at 512 px: seg detectors (--clip-grad 1, 128 px windows, {{N}} windows) with and without --full-skip, per seed"
+
 # hard negatives on the real-trained detectors over seeds (~5 min per run on 2 cores, after `just real-backgrounds`):
 # 16,384 windows each, with and without --hard-negatives 0.25, and all seeds averaged; writes bench/results/hard_negatives_seeds.md
 hard-negatives-seeds KINDS="radial_line vascular_flow body_marker" SEEDS="0 1 2 3" DEVDATA="../shared/devdata/mmotu": setup

@@ -203,3 +203,23 @@ def test_n2n_unet_matches_lehtinen_table_2():
     model = create_model("n2n_unet")
     assert isinstance(model, N2NUNet)
     assert count_parameters(model) == expected == 991_203
+
+
+def test_n2n_unet_full_skip_feeds_first_encoder_features_to_the_last_stage():
+    """full_skip adds exactly `width` input channels to dec_conv1a (the first encoder stage's features), keeps the
+    output shape, rebuilds from model_config, and without it the model is the paper's."""
+    plain, skip = create_model("n2n_unet", 3, 1, width=8), create_model("n2n_unet", 3, 1, width=8, full_skip=True)
+    assert skip.dec_conv1a.in_channels == plain.dec_conv1a.in_channels + 8
+    assert count_parameters(skip) - count_parameters(plain) == 9 * 8 * plain.dec_conv1a.out_channels
+    x = torch.rand(2, 3, 64, 64)
+    assert skip(x).shape == plain(x).shape == (2, 1, 64, 64)
+    again = create_model(**skip.model_config)
+    again.load_state_dict(skip.state_dict())
+    assert torch.equal(again(x), skip(x))
+    # the extra channels carry full-resolution detail: a one-pixel change reaches the output pixel itself
+    # through enc_conv1 -> dec_conv1a, a path the paper's model lacks (it only has the raw input there)
+    with torch.no_grad():
+        skip.dec_conv1a.weight[:, :16 + 3].zero_()  # drop the upsampled decoder (2 * width) and the input channels
+        y = x.clone()
+        y[:, :, 32, 32] += 1.0
+        assert (skip(y) - skip(x)).abs()[:, :, 32, 32].max() > 0

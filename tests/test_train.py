@@ -327,3 +327,23 @@ def test_seg_soft_trains_on_one_softened_kind_and_says_where_it_cannot(shards, t
                                         "--samples", "2", "--batch-size", "2"])
         assert res.exit_code != 0 and "Traceback" not in res.output, res.output
         assert ("one kind's shards" if name == "mixed" else "capture softening") in res.output
+
+
+def test_full_skip_trains_n2n_unet_and_is_refused_elsewhere(shards, tmp_path):
+    """--full-skip trains an n2n_unet whose checkpoint rebuilds the wider last stage (eval loads it), is a
+    different run from the plain one, and is refused with one sentence for a model without that stage."""
+    out = tmp_path / "fs"
+    r = CliRunner().invoke(main, ["run", "--shards", str(shards / "train"), "--out", str(out), "--preset", "cpu",
+                                  "--mode", "seg", "--width", "8", "--batch-size", "2", "--samples", "2",
+                                  "--full-skip"])
+    assert r.exit_code == 0, r.output
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["model_config"]["full_skip"] is True
+    assert ckpt["model"]["dec_conv1a.weight"].shape[1] == 2 * 8 + 3 + 8
+    assert "full_skip" not in _cfg(shards, tmp_path / "plain").resolved().identity()
+    assert _cfg(shards, out, full_skip=True).resolved().identity()["full_skip"] is True
+    e = CliRunner().invoke(main, ["eval", "--checkpoint", str(out / "best.pt"), "--shards", str(shards / "val")])
+    assert e.exit_code == 0, e.output
+    bad = CliRunner().invoke(main, ["run", "--shards", str(shards / "train"), "--out", str(tmp_path / "x"),
+                                    "--model", "unet", "--full-skip", "--samples", "2"])
+    assert bad.exit_code != 0 and "--full-skip applies to n2n_unet" in bad.output and "Traceback" not in bad.output

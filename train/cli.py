@@ -34,6 +34,9 @@ def main() -> None:
 @click.option("--model", type=click.Choice(MODEL_NAMES), default="n2n_unet", help="Model from the registry.")
 @click.option("--width", type=int, default=None, help="Base width (n2n_unet 48; the cpu preset uses 16).")
 @click.option("--encoder", default=None, help="smp encoder (default resnet34) or fcn backbone (resnet101|resnet50).")
+@click.option("--full-skip", is_flag=True,
+              help="n2n_unet: give the full-resolution decoder stage the first encoder stage's features too "
+                   "(beyond the paper; sharper edges on thin strokes, about 7 % slower).")
 @click.option(
     "--mode", type=click.Choice(MODES), default="n2n", help="n2n: noisy_a->noisy_b; n2c: ->clean; seg: ->mask."
 )
@@ -88,6 +91,7 @@ def run(
     model,
     width,
     encoder,
+    full_skip,
     mode,
     loss,
     preset,
@@ -137,6 +141,7 @@ def run(
         model=model,
         width=width,
         encoder=encoder,
+        full_skip=full_skip,
         mode=mode,
         loss=loss,
         preset=preset,

@@ -39,6 +39,7 @@ class TrainConfig:
     model: str = "n2n_unet"
     width: int | None = None
     encoder: str | None = None   # smp encoder (resnet34 default) or fcn backbone (resnet101 default)
+    full_skip: bool = False      # n2n_unet: first encoder features into the full-resolution decoder stage
     mode: str = "n2n"
     loss: str | None = None
     preset: str = "paper"
@@ -89,7 +90,8 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         for k in ("epochs", "samples", "workers", "ckpt_every", "log_every", "val_samples", "time_limit"):
             d.pop(k)
-        for k, default in (("seg_dice", "batch"), ("hard_negatives", 0.0), ("seg_soft", 0.0), ("clip_grad", 0.0)):
+        for k, default in (("seg_dice", "batch"), ("hard_negatives", 0.0), ("seg_soft", 0.0), ("clip_grad", 0.0),
+                           ("full_skip", False)):
             if d[k] == default:  # added later: left out at their defaults, so earlier runs still resume
                 d.pop(k)
         return d

@@ -39,10 +39,14 @@ def setup_distributed() -> tuple[int, int, int, torch.device]:
     return rank, world, local, device
 
 
-def encoder_kw(cfg: TrainConfig) -> dict:
-    """--encoder as the registry spells it: `backbone` for fcn, `encoder` for the smp models."""
+def model_kw(cfg: TrainConfig) -> dict:
+    """--encoder and --full-skip as the registry spells them: `backbone` for fcn, `encoder` for the smp
+    models, `full_skip` for n2n_unet."""
+    if cfg.full_skip and cfg.model != "n2n_unet":
+        raise TrainError(f"--full-skip applies to n2n_unet, not {cfg.model}.")
+    kw = {"full_skip": True} if cfg.full_skip else {}
     if cfg.encoder is None:
-        return {}
+        return kw
     if cfg.model == "fcn":
         return {"backbone": cfg.encoder}
     if cfg.model in ("n2n_unet", "multiresunet"):
@@ -196,7 +200,7 @@ def train_run(cfg: TrainConfig, progress=None, log=print) -> dict:
             width=cfg.width,
             residual=bool(cfg.residual) and cfg.mode != "seg",
             gated=bool(cfg.gated) and cfg.mode != "seg",
-            **encoder_kw(cfg),
+            **model_kw(cfg),
         )
         model.check_input_size(*size)
     except ValueError as e:

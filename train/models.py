@@ -91,6 +91,9 @@ class N2NUNet(Model):
         out_channels: output channels m (3 for restoration of RGB, 1 for a binary seg logit).
         width: encoder channels (48 in the paper); the decoder uses 2*width (96), and the last two
             decoder convs 4/3*width and 2/3*width (64 and 32 at width 48).
+        full_skip: beyond the paper: the full-resolution decoder stage gets the first encoder stage's
+            features (width more channels) besides the input, so that it sees full-resolution features and
+            not only half-resolution ones upsampled (`train run --full-skip`; for thin strokes' edges).
 
     Shapes: (B, in_channels, H, W) -> (B, out_channels, H, W); H and W divisible by 32.
     """
@@ -98,10 +101,11 @@ class N2NUNet(Model):
     name = "n2n_unet"
     size_multiple = 32  # 5 poolings of 2
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 48):
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 48, full_skip: bool = False):
         super().__init__(in_channels, out_channels)
         if width < 1:
             raise ValueError(f"n2n_unet needs width >= 1; got {width}")
+        self.full_skip = full_skip
         w, w2 = width, 2 * width
         c1a = max(1, round(64 * width / 48))
         c1b = max(1, round(32 * width / 48))
@@ -124,7 +128,7 @@ class N2NUNet(Model):
         self.dec_conv3b = conv(w2, w2)
         self.dec_conv2a = conv(w2 + w, w2)  # + pool1
         self.dec_conv2b = conv(w2, w2)
-        self.dec_conv1a = conv(w2 + in_channels, c1a)  # + input
+        self.dec_conv1a = conv(w2 + in_channels + (w if full_skip else 0), c1a)  # + input (+ enc_conv1)
         self.dec_conv1b = conv(c1a, c1b)
         self.dec_conv1c = conv(c1b, out_channels)
         for m in self.modules():
@@ -146,6 +150,7 @@ class N2NUNet(Model):
             return torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), skip], dim=1)
 
         h = act(self.enc_conv1, act(self.enc_conv0, x))
+        full = torch.cat([x, h], dim=1) if self.full_skip else x
         pool1 = F.max_pool2d(h, 2)
         pool2 = F.max_pool2d(act(self.enc_conv2, pool1), 2)
         pool3 = F.max_pool2d(act(self.enc_conv3, pool2), 2)
@@ -156,7 +161,7 @@ class N2NUNet(Model):
         h = act(self.dec_conv4b, act(self.dec_conv4a, up(h, pool3)))
         h = act(self.dec_conv3b, act(self.dec_conv3a, up(h, pool2)))
         h = act(self.dec_conv2b, act(self.dec_conv2a, up(h, pool1)))
-        h = act(self.dec_conv1b, act(self.dec_conv1a, up(h, x)))
+        h = act(self.dec_conv1b, act(self.dec_conv1a, up(h, full)))
         return self.dec_conv1c(h)
 
 
