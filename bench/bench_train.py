@@ -2,7 +2,9 @@
 
 1. samples/s delivered by the shard loader (ShardStream + DataLoader, batch 4, n2n fields) at 512x512
    with 0, 1 and 2 workers, next to the raw read+decompress floor (h5py reading the same arrays);
-2. training img/s for n2n_unet at the `cpu` preset (width 16) on 256x256 and 512x512 batches.
+2. the focus map of a 256 px training window (where noisy_a and noisy_b differ), as computed before and now,
+   and the loader's rate with such windows (what `train study` and `--crop` runs read);
+3. training img/s for n2n_unet at the `cpu` preset (width 16) on 256x256 and 512x512 batches.
 Writes bench/results/train.md. Usage: python bench/bench_train.py [--n 96]
 """
 
@@ -17,13 +19,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import cv2  # noqa: E402
 import h5py  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import machine, table  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
-from train.data import MODE_FIELDS, ShardStream  # noqa: E402
+from train.data import FOCUS_MIN_DIFF, MODE_FIELDS, ShardStream, channel_max  # noqa: E402
 from train.losses import make_loss, pair_weight  # noqa: E402
 from train.models import create_model  # noqa: E402
 
@@ -39,13 +43,30 @@ def raw_floor(folder: Path, fields) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def loader_rate(folder: Path, workers: int) -> float:
-    ds = ShardStream(folder, MODE_FIELDS["n2n"], seed=0, batch_size=4)
+def loader_rate(folder: Path, workers: int, crop: int | None = None) -> float:
+    ds = ShardStream(folder, MODE_FIELDS["n2n"], seed=0, batch_size=4, crop=crop)
     loader = DataLoader(ds, batch_size=4, num_workers=workers)
     t0, n = time.perf_counter(), 0
     for batch in loader:
         n += batch["noisy_a"].shape[0]
     return n / (time.perf_counter() - t0)
+
+
+def focus_ms(folder: Path, repeats: int = 3) -> tuple[float, float]:
+    """ms per sample of the n2n focus map, before (int16 difference, numpy max over channels) and now."""
+    with h5py.File(sorted(folder.glob("shard-*.h5"))[0], "r") as f:
+        a, b = f["noisy_a"][:16], f["noisy_b"][:16]
+    ways = [lambda x, y: np.abs(x.astype(np.int16) - y.astype(np.int16)).max(-1) >= FOCUS_MIN_DIFF,
+            lambda x, y: channel_max(cv2.absdiff(x, y)) >= FOCUS_MIN_DIFF]
+    assert all(np.array_equal(ways[0](x, y), ways[1](x, y)) for x, y in zip(a, b)), "same map both ways"
+    out = []
+    for way in ways:
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            for x, y in zip(a, b):
+                way(x, y)
+        out.append(1e3 * (time.perf_counter() - t0) / (repeats * len(a)))
+    return out[0], out[1]
 
 
 def train_rate(size: int, steps: int = 6, batch: int = 4) -> float:
@@ -89,6 +110,18 @@ def main() -> None:
         f"## Input pipeline: 512x512, n2n fields (noisy_a, noisy_b), batch 4, {args.n} samples, default codec (gzip-1)",
         "",
         table(["reader", "samples/s", "vs floor"], rows),
+        "",
+    ]
+    before, now = focus_ms(folder)
+    crop = loader_rate(folder, 0, crop=256)
+    lines += [
+        "## Focus map of a 256 px window (n2n: pixels where noisy_a and noisy_b differ by >= 8), per 512 px sample",
+        "",
+        table(["computation", "ms", "speed-up"], [
+            ["np.abs(int16 difference).max(-1) (before)", f"{before:.2f}", "1.00"],
+            ["channel_max(cv2.absdiff) (now, same map)", f"{now:.2f}", f"{before / now:.1f}"]]),
+        "",
+        f"ShardStream with 256 px windows (focus 0.5), 0 workers: {crop:.0f} samples/s (floor above: {floor:.0f}).",
         "",
     ]
     rows = [[f"{s}x{s}", f"{train_rate(s):.2f}"] for s in (256, 512)]

