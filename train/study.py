@@ -163,8 +163,8 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
         if progress:
             progress(k, len(runs), run.name)
         finished = (rdir / "result.json").exists()
-        if not finished and time_left() <= 0:
-            continue  # not started: listed in the tables as left for a rerun
+        if not finished and time_left() <= longest:
+            continue  # not started (nor its kind's shards built): listed in the tables as left for a rerun
         needs_shards = not finished or not (rdir / "test_eval.json").exists()
         if run.kind not in built and needs_shards:  # each kind's shards just before its first run
             if progress:
@@ -173,7 +173,7 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
             built.add(run.kind)
         if not finished:
             left = time_left()  # again: the shards may have taken the rest
-            if left <= 0 or left < longest:
+            if left <= longest:
                 continue
             started = clock()
             cfg = dataclasses.replace(run_config(plan, run, out / "shards", rdir),
