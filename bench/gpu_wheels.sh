@@ -15,10 +15,13 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >>.git/info/exclu
 PKGS=(zarr==3.1.6 donfig==0.8.1.post1 google-crc32c==1.9.0 numcodecs==0.16.6 albumentations==2.0.8 albucore==0.0.24
       simsimd==6.5.16 stringzilla==5.3.2 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0
       typing-inspection==0.4.5 segmentation-models-pytorch==0.6.0 psnr_hvsm==0.3.0)
-ZARR_PKGS="zarr donfig google-crc32c google_crc32c numcodecs"
 if [ "${ZARR:-1}" = 0 ]; then
-    kept=(); for p in "${PKGS[@]}"; do [[ " $ZARR_PKGS " == *" ${p%%==*} "* ]] || kept+=("$p"); done; PKGS=("${kept[@]}")
-    rm -f .whl/zarr-* .whl/donfig-* .whl/google_crc32c-* .whl/numcodecs-*
+    kept=()
+    for p in "${PKGS[@]}"; do
+        name=${p%%==*}
+        case $name in zarr|donfig|google-crc32c|numcodecs) rm -f ".whl/${name//-/_}-"* ;; *) kept+=("$p") ;; esac
+    done
+    PKGS=("${kept[@]}")
 fi
 platforms=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \

@@ -247,8 +247,6 @@ def test_check_real_counts_on_the_dev_scans(runs, devdata, tmp_path):
 
 
 def test_check_real_sweep_picks_on_one_half_and_reports_the_other(runs, devdata, tmp_path):
-    import shutil
-
     from synth.images import find_images
     from train.realcheck import SWEEP_MIN_AREAS
 
