@@ -4,7 +4,9 @@
    with 0, 1 and 2 workers, next to the raw read+decompress floor (h5py reading the same arrays);
 2. the focus map of a 256 px training window (where noisy_a and noisy_b differ), as computed before and now,
    and the loader's rate with such windows (what `train study` and `--crop` runs read);
-3. training img/s for n2n_unet at the `cpu` preset (width 16) on 256x256 and 512x512 batches.
+3. training img/s for n2n_unet at the `cpu` preset (width 16) on 256x256 and 512x512 batches;
+4. one validation of `train run` at 512x512 (threshold sweep, then scoring at the picked threshold),
+   running the model twice over the validation samples (before) and once (now, `Replay`), same rows.
 Writes bench/results/train.md. Usage: python bench/bench_train.py [--n 96]
 """
 
@@ -27,7 +29,15 @@ from common import machine, table  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
-from train.data import FOCUS_MIN_DIFF, MODE_FIELDS, ShardStream, channel_max  # noqa: E402
+from train.data import EVAL_FIELDS, FOCUS_MIN_DIFF, MODE_FIELDS, ShardStream, channel_max  # noqa: E402
+from train.evaluate import (  # noqa: E402
+    Predictor,
+    Replay,
+    best_threshold,
+    evaluate_batches,
+    first_batches,
+    sweep_thresholds,
+)
 from train.losses import make_loss, pair_weight  # noqa: E402
 from train.models import create_model  # noqa: E402
 
@@ -87,6 +97,29 @@ def train_rate(size: int, steps: int = 6, batch: int = 4) -> float:
     return steps * batch / (time.perf_counter() - t0)
 
 
+def validation_seconds(folder: Path, n: int = 64, batch: int = 8) -> tuple[float, float, int]:
+    """Seconds for one validation over n samples, as `train run` did it before (the threshold sweep and the
+    scoring each ran the model) and now (Replay: once); n2n mode, n2n_unet width 16, residual so that it starts
+    as the identity (masks stay small, as a trained model's do). Asserts both give the same rows."""
+    torch.manual_seed(0)
+    model = create_model("n2n_unet", width=16, residual=True).eval()
+    predictor = Predictor(model, "n2n", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), torch.device("cpu"))
+    stream = ShardStream(folder, (*EVAL_FIELDS, "sample_id"), shuffle=False)
+
+    def validate(batches, predict):
+        threshold = best_threshold(sweep_thresholds(predict, batches, max_samples=n))
+        return evaluate_batches(predict, batches, threshold=threshold, max_samples=n)[0]
+
+    t0 = time.perf_counter()
+    before = validate(DataLoader(stream, batch_size=batch), predictor)
+    t1 = time.perf_counter()
+    kept = first_batches(DataLoader(stream, batch_size=batch), n, 1 << 30)
+    now = validate(kept, Replay(predictor, kept))
+    t2 = time.perf_counter()
+    assert before == now and len(now) == n, "same validation rows both ways"
+    return t1 - t0, t2 - t1, n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=96)
@@ -129,6 +162,15 @@ def main() -> None:
         "## Training step on this CPU: n2n_unet, cpu preset (width 16, pair weighting), batch 4, AdamW, fp32",
         "",
         table(["input", "img/s"], rows),
+        "",
+    ]
+    before, now, n = validation_seconds(folder)
+    lines += [
+        f"## One validation at 512x512: {n} samples, batch 8, n2n_unet width 16, threshold sweep then scoring",
+        "",
+        table(["validation", "s", "speed-up"], [
+            ["model run for the sweep and again for the scoring (before)", f"{before:.1f}", "1.00"],
+            ["model run once, outputs replayed (now, same rows)", f"{now:.1f}", f"{before / now:.2f}"]]),
         "",
     ]
     text = "\n".join(lines)

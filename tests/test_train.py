@@ -347,3 +347,40 @@ def test_full_skip_trains_n2n_unet_and_is_refused_elsewhere(shards, tmp_path):
     bad = CliRunner().invoke(main, ["run", "--shards", str(shards / "train"), "--out", str(tmp_path / "x"),
                                     "--model", "unet", "--full-skip", "--samples", "2"])
     assert bad.exit_code != 0 and "--full-skip applies to n2n_unet" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("mode", ["seg", "n2n"])
+def test_validation_runs_the_model_once_per_batch_with_the_same_result(shards, tmp_path, mode, monkeypatch):
+    """The threshold sweep and the scoring share one forward pass per validation batch (Replay); the
+    validation rows are those of running the model twice, which is what happens above VAL_CACHE_BYTES."""
+    from torch.utils.data import DataLoader
+
+    import train.loop
+    from train.data import EVAL_FIELDS
+    from train.evaluate import Replay, evaluate_batches, first_batches, sweep_thresholds
+    from train.infer import predictor_from_checkpoint
+
+    cached = train_run(_cfg(shards, tmp_path / "cached", mode=mode, val_shards=str(shards / "val"), samples=32))
+    monkeypatch.setattr(train.loop, "VAL_CACHE_BYTES", 0)
+    twice = train_run(_cfg(shards, tmp_path / "twice", mode=mode, val_shards=str(shards / "val"), samples=32))
+
+    def val_lines(run):
+        lines = (tmp_path / run / "stats.jsonl").read_text().splitlines()
+        return [x for x in map(json.loads, lines) if "val_dice" in x]
+
+    assert val_lines("cached") == val_lines("twice") and len(val_lines("cached")) >= 2
+    assert cached["best"] == twice["best"]
+
+    predictor, _ = predictor_from_checkpoint(tmp_path / "cached" / "best.pt")
+    calls = []
+    predictor.model.register_forward_hook(lambda *_: calls.append(1))
+    stream = ShardStream(str(shards / "val"), (*EVAL_FIELDS, "sample_id"), shuffle=False)
+    kept = first_batches(DataLoader(stream, batch_size=2), 5, 1 << 30)
+    assert [len(b["noisy_a"]) for b in kept] == [2, 2, 2]  # the batches holding the first 5 samples
+    replay = Replay(predictor, kept)
+    sweep = sweep_thresholds(replay, kept, max_samples=5)
+    rows, _ = evaluate_batches(replay, kept, threshold=min(sweep), max_samples=5)
+    assert len(calls) == 3 and len(rows) == 5
+    assert sweep == sweep_thresholds(predictor, kept, max_samples=5)
+    assert rows == evaluate_batches(predictor, kept, threshold=min(sweep), max_samples=5)[0]
+    assert first_batches(DataLoader(stream, batch_size=2), 5, SIZE * SIZE * 10) is None  # over the budget
