@@ -30,14 +30,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
 from train.data import EVAL_FIELDS, FOCUS_MIN_DIFF, MODE_FIELDS, ShardStream, channel_max  # noqa: E402
-from train.evaluate import (  # noqa: E402
-    Predictor,
-    Replay,
-    best_threshold,
-    evaluate_batches,
-    first_batches,
-    sweep_thresholds,
-)
+from train.evaluate import Predictor, validate  # noqa: E402
 from train.losses import make_loss, pair_weight  # noqa: E402
 from train.models import create_model  # noqa: E402
 
@@ -98,23 +91,19 @@ def train_rate(size: int, steps: int = 6, batch: int = 4) -> float:
 
 
 def validation_seconds(folder: Path, n: int = 64, batch: int = 8) -> tuple[float, float, int]:
-    """Seconds for one validation over n samples, as `train run` did it before (the threshold sweep and the
-    scoring each ran the model) and now (Replay: once); n2n mode, n2n_unet width 16, residual so that it starts
-    as the identity (masks stay small, as a trained model's do). Asserts both give the same rows."""
+    """Seconds for one validation over n samples (train.evaluate.validate, what `train run` calls), as it was
+    before (no cache: the threshold sweep and the scoring each run the model) and now (1 GiB cache: once);
+    n2n mode, n2n_unet width 16, residual so that it starts as the identity (masks stay small, as a trained
+    model's do). Asserts both give the same rows."""
     torch.manual_seed(0)
     model = create_model("n2n_unet", width=16, residual=True).eval()
     predictor = Predictor(model, "n2n", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), torch.device("cpu"))
     stream = ShardStream(folder, (*EVAL_FIELDS, "sample_id"), shuffle=False)
 
-    def validate(batches, predict):
-        threshold = best_threshold(sweep_thresholds(predict, batches, max_samples=n))
-        return evaluate_batches(predict, batches, threshold=threshold, max_samples=n)[0]
-
     t0 = time.perf_counter()
-    before = validate(DataLoader(stream, batch_size=batch), predictor)
+    before = validate(predictor, DataLoader(stream, batch_size=batch), n, cache_bytes=0)[2]
     t1 = time.perf_counter()
-    kept = first_batches(DataLoader(stream, batch_size=batch), n, 1 << 30)
-    now = validate(kept, Replay(predictor, kept))
+    now = validate(predictor, DataLoader(stream, batch_size=batch), n, cache_bytes=1 << 30)[2]
     t2 = time.perf_counter()
     assert before == now and len(now) == n, "same validation rows both ways"
     return t1 - t0, t2 - t1, n

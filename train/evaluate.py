@@ -177,6 +177,23 @@ def first_batches(batches, max_samples: int, max_bytes: int) -> list[dict] | Non
     return kept
 
 
+def validate(predictor: Predictor, batches, max_samples: int, threshold: float | None = None,
+             cache_bytes: int = 0) -> tuple[float, dict[float, float] | None, list[dict]]:
+    """Validation as `train run` does it: without a threshold, sweep the grid and take the best one; then
+    score every image at it. When the batches of the first max_samples samples and the model's outputs on
+    them fit in cache_bytes (first_batches), they are kept and the model runs once per batch (Replay);
+    otherwise the batches are read, and the model run, twice. Returns (threshold, sweep or None, rows)."""
+    predict, sweep = predictor, None
+    if threshold is None:
+        kept = first_batches(batches, max_samples, cache_bytes)
+        if kept is not None:
+            batches, predict = kept, Replay(predictor, kept)
+        sweep = sweep_thresholds(predict, batches, max_samples=max_samples)
+        threshold = best_threshold(sweep)
+    rows, _ = evaluate_batches(predict, batches, threshold=threshold, max_samples=max_samples)
+    return threshold, sweep, rows
+
+
 def best_threshold(sweep: dict[float, float]) -> float:
     """The threshold with the highest mean Dice (the lowest one on ties)."""
     return max(sorted(sweep), key=lambda t: sweep[t])

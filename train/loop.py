@@ -16,16 +16,7 @@ from synth.kinds import CLASS_IDS
 from synth.render import RenderOptions
 from train.config import AMP, MODES, NORMS, SEG_DICE, TrainConfig
 from train.data import EVAL_FIELDS, MODE_FIELDS, DataError, ShardStream, dataset_mean_std, epoch_order, list_shard_files
-from train.evaluate import (
-    Predictor,
-    Replay,
-    best_threshold,
-    evaluate_batches,
-    first_batches,
-    normalize,
-    summary,
-    sweep_thresholds,
-)
+from train.evaluate import Predictor, normalize, summary, validate
 from train.losses import make_loss, pair_weight, seg_loss, soft_seg_target
 from train.models import create_model
 
@@ -465,16 +456,12 @@ def _validate(cfg, predictor, val_folder, val_shards, state, rank, stats_file, l
     if val_shards:
         val.shards = val_shards
     predictor.model.eval()
-    threshold = cfg.threshold
-    batches, predict = DataLoader(val, batch_size=cfg.batch_size), predictor
-    if threshold is None:  # pick the mask threshold with the best validation Dice; it goes into the checkpoint
-        kept = first_batches(batches, cfg.val_samples, VAL_CACHE_BYTES)
-        if kept is not None:  # the sweep and the scoring share one run of the model
-            batches, predict = kept, Replay(predictor, kept)
-        sweep = sweep_thresholds(predict, batches, max_samples=cfg.val_samples)
-        threshold = state["threshold"] = best_threshold(sweep)
+    # without --threshold, the one with the best validation Dice is picked; it goes into the checkpoint
+    threshold, sweep, rows = validate(predictor, DataLoader(val, batch_size=cfg.batch_size), cfg.val_samples,
+                                      cfg.threshold, VAL_CACHE_BYTES)
+    if sweep is not None:
+        state["threshold"] = threshold
         log("threshold sweep (Dice): " + ", ".join(f"{t:g}: {d:.3f}" for t, d in sweep.items()))
-    rows, _ = evaluate_batches(predict, batches, threshold=threshold, max_samples=cfg.val_samples)
     predictor.model.train()
     s = summary(rows)
     row = {
