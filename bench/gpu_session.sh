@@ -113,7 +113,7 @@ phase 3 && for kind in $KINDS; do
         [ -f $r/seg/best.pt ] && [ -f $r/$mode/best.pt ] && [[ " $MODES " == *" $mode "* ]] \
             && runs+=(--run "SEG+${mode^^}=$r/seg/best.pt+$r/$mode/best.pt")
     done
-    run $(( 100 * SCALE )) $PY -m train.cli compare --shards $s/test --out "$rep" --figure-rows $(( SIZE > 256 ? 2 : 4 )) \
+    run $(( 100 * SCALE )) $PY -m train.cli compare --shards $s/test --out "$rep" \
         --title "$kind${CLEAN:+ pasted on the scans of $CLEAN}${CLEAN_TEST:+ (test: $CLEAN_TEST)}, $SIZE px, $budget, n2n_unet width 48, $AMP on $(nvidia-smi --query-gpu=name --format=csv,noheader)" \
         "${runs[@]}"
     for mode in $MODES; do  # seconds and img/s of each run, beside the table

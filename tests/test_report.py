@@ -22,6 +22,7 @@ from train.data import EVAL_FIELDS, MODE_FIELDS, DataError, ShardStream, crop_it
 from train.evaluate import best_threshold  # noqa: E402
 from train.loop import TrainError, load_checkpoint, train_run  # noqa: E402
 from train.metrics import SEG_THRESHOLD_GRID, THRESHOLD_GRID  # noqa: E402
+from train.report import figure_rows_for  # noqa: E402
 
 SIZE = 64
 
@@ -173,6 +174,18 @@ def test_compare_writes_the_papers_table_and_figure(runs, shards, tmp_path):
     missing = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"), "--run", "X=nope.pt", "--out",
                                         str(out)])
     assert missing.exit_code != 0 and "no checkpoint at nope.pt" in missing.output
+
+
+def test_compare_draws_fewer_figure_rows_above_256_px(runs, shards, tmp_path):
+    assert [figure_rows_for(s) for s in (96, 256, 257, 512)] == [4, 4, 2, 2]
+    out = tmp_path / "cmp"  # without --figure-rows: the default for the shards' image size (SIZE <= 256: 4 rows)
+    r = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"), "--run", f"N2N={runs / 'n2n' / 'best.pt'}",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert 4 * SIZE < cv2.imread(str(out / "figure.png")).shape[0] < 5 * SIZE
+    bad = CliRunner().invoke(main, ["compare", "--shards", str(tmp_path / "none"), "--run",
+                                    f"N2N={runs / 'n2n' / 'best.pt'}", "--out", str(out)])
+    assert bad.exit_code != 0 and "none" in bad.output and "Traceback" not in bad.output
 
 
 def test_apply_fills_seg_masks_with_a_restoration_model(runs, tmp_path):

@@ -305,14 +305,15 @@ def apply(checkpoint, inputs, out, threshold, fill, min_area) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
 @click.option("--title", default="Comparison on held-out shards", help="Report title.")
 @click.option("--max-samples", type=click.IntRange(1), default=None, help="Evaluate only the first N samples.")
-@click.option("--figure-rows", type=click.IntRange(1), default=4, help="Examples in figure.png.")
+@click.option("--figure-rows", type=click.IntRange(1), default=None,
+              help="Examples in figure.png (default: 4 up to 256 px images, 2 above).")
 def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
     """The paper's table (mean ± variance) and a Fig. 4-like figure for several models on one shard set."""
     from rich.progress import Progress
 
-    from train.data import DataError
+    from train.data import DataError, list_shard_files
     from train.loop import TrainError
-    from train.report import evaluate_checkpoint, write_comparison
+    from train.report import evaluate_checkpoint, figure_rows_for, write_comparison
 
     pairs = []
     for r in runs:
@@ -325,6 +326,11 @@ def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
             if not Path(c).is_file():
                 raise click.ClickException(f"--run {label}: no checkpoint at {c}; train it with `train run` first.")
         pairs.append((label, members, fill or None))
+    if figure_rows is None:
+        try:
+            figure_rows = figure_rows_for(max(list_shard_files(shards)[1].get("image_size") or [0]))
+        except DataError as e:
+            raise click.ClickException(str(e)) from None
     results = []
     with Progress(transient=True) as bar:
         task = bar.add_task("evaluating", total=len(pairs))

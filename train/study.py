@@ -27,7 +27,7 @@ from train.config import TrainConfig
 from train.evaluate import write_figure
 from train.loop import train_run
 from train.models import MODELS, NO_WIDTH
-from train.report import Evaluated, evaluate_checkpoint, figure, table_markdown
+from train.report import Evaluated, evaluate_checkpoint, figure, figure_rows_for, table_markdown
 
 STUDY_LOSSES = ("l1", "l2", "huber", "smooth_l1", "l1+l2", "huber+l2", "smooth_l1+l2", "all")
 """Table III-IV rows, in the paper's order."""
@@ -281,7 +281,7 @@ def write_study(plan: StudyPlan, variant: str, out: Path, report: Path, runs: li
             continue
         name, test = f"fig{num}_{kind}.png", out / "shards" / kind / "test"
         if test.exists() and all((out / "runs" / r.name / "best.pt").exists() for r in pair):
-            rows = 4 if plan.size <= 256 else 2  # 4 rows of 512 px speckle made a 3 MB PNG
+            rows = figure_rows_for(plan.size)
             evs = [evaluate_checkpoint(r.label, out / "runs" / r.name / "best.pt", test, max_samples=rows,
                                        keep_examples=rows) for r in sorted(pair, key=lambda r: r.mode)]
             write_figure(report / name, figure(evs, rows, zoom=2 if plan.size <= 128 else 1))
