@@ -314,7 +314,7 @@ phantom-chrome KINDS="radial_line body_marker" SEEDS="0 1 2 3" SEEDS_1024="0 1" 
 # does the detector's gain from 512 px images grow with training? seg detectors (width 16, 128 px windows) on the
 # same 4,096 phantom samples rendered at each size, at each budget, per seed. The default, radial_line at 256 and
 # 512 px, 8,192 and 32,768 windows, seeds 0-1, takes ~46 min on 2 cores (~2 and ~7-10 min per run). Writes
-# reports/quality/KIND/size_budget/SIZE/. The body_marker run: just size-budget body_marker 512 0 98304
+# reports/quality/KIND/size_budget/SIZE/. The body_marker runs: just size-budget body_marker 512 "0 1" 98304
 size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768": setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -362,7 +362,7 @@ clip-grad KIND="radial_line" SEEDS="0 1" N="32768" CLIPS="0 1": setup
 
 # --full-skip against the plain clipped detectors of `just clip-grad` (made here when missing): 512 px seg detectors
 # per seed at N windows and WIDTH, into reports/quality/KIND/size_budget/512_fs_N (as run, 2-core CPU:
-# just full-skip radial_line 0 32768 16, ~12 min; just full-skip radial_line 0 98304 24, ~50 min)
+# just full-skip radial_line 0 32768 16, ~12 min; just full-skip radial_line "0 1" 98304 24, ~60 min per seed)
 full-skip KIND="radial_line" SEEDS="0" N="32768" WIDTH="16": setup
     #!/usr/bin/env bash
     set -euo pipefail
