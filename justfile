@@ -195,6 +195,13 @@ real-512 KIND="radial_line" SEED="2" N="98304" DEVDATA="../shared/devdata/mmotu"
         [ $rep/sweep_$name/operating_point.json -nt $run/best.pt ] || {{bin}}/train check-real --checkpoint $run/best.pt \
             --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/sweep_$name
     done
+    # the real-background detector at the point its sweep picked: per-scan counts over both folders (panel.png stays local)
+    point=$({{py}} -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["threshold"], d["min_area"])' \
+        $rep/sweep_real/operating_point.json)
+    {{bin}}/train check-real --checkpoint $real/best.pt --threshold ${point% *} --min-area ${point#* } \
+        --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/check_real
+    # how many held-out clean scans are near copies of a training background
+    clean=$(realpath {{DEVDATA}}/clean); (cd bench && PYTHONPATH=.. ../{{py}} split_overlap.py --folder $clean)
     for test in test_real_odd:$o/shards/test_real_odd phantom_test:$s/test; do
         {{bin}}/train compare --shards ${test#*:} --out $rep/${test%%:*} \
             --run "phantom backgrounds=$phantom/best.pt" --run "real backgrounds=$real/best.pt" \

@@ -179,8 +179,8 @@ def test_compare_writes_the_papers_table_and_figure(runs, shards, tmp_path):
 def test_compare_draws_fewer_figure_rows_above_256_px(runs, shards, tmp_path):
     assert [figure_rows_for(s) for s in (96, 256, 257, 512)] == [4, 4, 2, 2]
     out = tmp_path / "cmp"  # without --figure-rows: the default for the shards' image size (SIZE <= 256: 4 rows)
-    r = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"), "--run", f"N2N={runs / 'n2n' / 'best.pt'}",
-                                  "--out", str(out)])
+    r = CliRunner().invoke(main, ["compare", "--shards", str(shards / "val"),
+                                  "--run", f"N2N={runs / 'n2n' / 'best.pt'}", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert 4 * SIZE < cv2.imread(str(out / "figure.png")).shape[0] < 5 * SIZE
     bad = CliRunner().invoke(main, ["compare", "--shards", str(tmp_path / "none"), "--run",
