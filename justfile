@@ -165,8 +165,8 @@ _clean-split DEVDATA:
     set -euo pipefail
     rm -rf out/realbg/clean_even out/realbg/clean_odd
     mkdir -p out/realbg/clean_even out/realbg/clean_odd
-    {{py}} -c 'import shutil, sys; from synth.images import find_images
-    for i, p in enumerate(find_images(sys.argv[1])): shutil.copy(p, sys.argv[2 + i % 2])' \
+    {{py}} -c 'import shutil, sys; from synth.images import find_images, split_halves
+    for half, to in zip(split_halves(find_images(sys.argv[1])), sys.argv[2:]): [shutil.copy(p, to) for p in half]' \
         {{DEVDATA}}/clean out/realbg/clean_even out/realbg/clean_odd
 
 # the 512 px detector that meets the phantom targets, trained on phantoms and on the 39 even-position real clean
@@ -186,12 +186,13 @@ real-512 KIND="radial_line" SEED="2" N="98304" DEVDATA="../shared/devdata/mmotu"
         --out $o/shards/train
     {{bin}}/synth build --type {{KIND}} --n 128 --size 512 --shard-size 128 --seed 2 --clean out/realbg/clean_odd \
         --out $o/shards/test_real_odd
-    phantom=out/size_budget/{{KIND}}/runs/seg512_{{N}}_s{{SEED}}_clip1_fs_w24 real=$o/runs/seg512_{{N}}_s{{SEED}}_clip1_fs_w24
+    tag=seg512_{{N}}_s{{SEED}}_clip1_fs_w24  # the name `just full-skip KIND SEED N 24` gives the phantom-trained run
+    phantom=out/size_budget/{{KIND}}/runs/$tag real=$o/runs/$tag
     for spec in phantom:$s/train:$phantom real:$o/shards/train:$real; do
         IFS=: read -r name shards run <<< "$spec"
         [ -f $run/result.json ] || {{bin}}/train run --shards $shards --val-shards $s/val --preset cpu --mode seg \
             --crop 128 --samples {{N}} --seed {{SEED}} --clip-grad 1 --width 24 --full-skip --out $run
-        # the sweep (about 5 min at 512 px) is redone only when the detector is newer than its report
+        # the sweep (about 2 min at 512 px) is redone only when the detector is newer than its report
         [ $rep/sweep_$name/operating_point.json -nt $run/best.pt ] || {{bin}}/train check-real --checkpoint $run/best.pt \
             --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/sweep_$name
     done

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from common import machine, table
 
-from synth.images import find_images, read_image
+from synth.images import find_images, read_image, split_halves
 
 SIDE = 64
 """Images are compared as SIDExSIDE grey thumbnails: enough to tell scenes apart, blind to speckle."""
@@ -52,12 +52,11 @@ def main() -> None:
     paths = find_images(args.folder)
     if len(paths) < 4:
         sys.exit(f"{args.folder}: found {len(paths)} readable scans; the split needs at least 4.")
-    vecs = np.stack([thumbnail(p) for p in paths])
-    even, odd = vecs[0::2], vecs[1::2]
+    even_paths, odd_paths = split_halves(paths)
+    even, odd = (np.stack([thumbnail(p) for p in half]) for half in (even_paths, odd_paths))
     idx, corr = nearest(odd, even)
     within = odd @ odd.T
     np.fill_diagonal(within, -np.inf)
-    odd_paths, even_paths = paths[1::2], paths[0::2]
     order = np.argsort(-corr)
     near = [i for i in order if corr[i] >= NEAR_COPY]
     rows = [[odd_paths[i].name, even_paths[idx[i]].name, f"{corr[i]:.3f}"] for i in order[:max(len(near), 5)]]

@@ -51,6 +51,13 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     raise ImageError(f"{name}: {img.shape[2]} channels; expected grey, RGB or RGBA.")
 
 
+def split_halves(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """A folder's sorted scans split by position: (even positions, odd positions). `train check-real --sweep`
+    picks its operating point on the even half and reports the odd one; the real-background recipes train
+    on the even half of the clean scans and hold out the odd one."""
+    return paths[0::2], paths[1::2]
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB; ImageError naming the file if it cannot be read."""
     path = Path(path)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from synth.extract import fan_mask, find_annotations
-from synth.images import ImageError, find_images, read_image
+from synth.images import ImageError, find_images, read_image, split_halves
 from train import metrics as M
 from train.evaluate import default_threshold, dilate, predicted_mask, threshold_grid, write_figure
 from train.infer import checkpoint_label, checkpoint_paths, clean_image, load_predictor, predict_scaled, upscale_mask
@@ -266,11 +266,10 @@ def sweep_real(checkpoint: str | Path | list, annotated: str | Path | None, clea
     # per half (0: pick, 1: held out), per point: [overlays found, overlays, clean scans flagged, clean scans]
     tallies = [{p: [0, 0, 0, 0] for p in points} for _ in range(2)]
     in_fan = {p: 0 for p in points}  # held-out clean scans flagged by their mask inside the fan
-    position = {"annotated": 0, "clean": 0}
+    held_out = {p for label in ("annotated", "clean") for p in split_halves([q for lb, q in files if lb == label])[1]}
     unreadable = []
     for k, (label, path) in enumerate(files):
-        half = position[label] % 2
-        position[label] += 1
+        half = int(path in held_out)
         try:
             img = read_image(path)
         except (ImageError, OSError) as e:
