@@ -210,6 +210,33 @@ real-512 KIND="radial_line" SEED="2" N="98304" DEVDATA="../shared/devdata/mmotu"
     done
     printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans.)\n' >> $rep/test_real_odd/table.md
 
+# another seed or window budget of `just real-512`'s real-background detector, against the one it reports (seed 2,
+# 98,304 windows): trains it if missing (~76 min at 98,304 windows, ~25 at 32,768 on the Intel Xeon), sweeps its
+# operating point on the even half of the real scans, checks it there and compares the two on the same test shards.
+# Writes reports/quality/KIND/real_512/real_sSEED_N/. Needs `just real-512 KIND` first (its shards and detector).
+real-512-seed SEED N KIND="radial_line" DEVDATA="../shared/devdata/mmotu": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    s=out/size_budget/{{KIND}}/shards512 o=out/realbg512/{{KIND}} rep=reports/quality/{{KIND}}/real_512/real_s{{SEED}}_{{N}}
+    base=$o/runs/seg512_98304_s2_clip1_fs_w24 run=$o/runs/seg512_{{N}}_s{{SEED}}_clip1_fs_w24
+    for need in $base/best.pt $o/shards/train $o/shards/test_real_odd $s/test; do
+        [ -e $need ] || { echo "real-512-seed: $need is missing; run 'just real-512 {{KIND}}' first." >&2; exit 1; }
+    done
+    [ -f $run/result.json ] || {{bin}}/train run --shards $o/shards/train --val-shards $s/val --preset cpu --mode seg \
+        --crop 128 --samples {{N}} --seed {{SEED}} --clip-grad 1 --width 24 --full-skip --out $run
+    [ $rep/sweep_real/operating_point.json -nt $run/best.pt ] || {{bin}}/train check-real --checkpoint $run/best.pt \
+        --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/sweep_real
+    point=$({{py}} -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["threshold"], d["min_area"])' \
+        $rep/sweep_real/operating_point.json)
+    {{bin}}/train check-real --checkpoint $run/best.pt --threshold ${point% *} --min-area ${point#* } \
+        --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/check_real
+    for test in test_real_odd:$o/shards/test_real_odd phantom_test:$s/test; do
+        {{bin}}/train compare --shards ${test#*:} --out $rep/${test%%:*} \
+            --run "seed 2 at 98304=$base/best.pt" --run "seed {{SEED}} at {{N}}=$run/best.pt" \
+            --title "{{KIND}} at 512 px, ${test%%:*}: real-background seg detectors (width 24, --full-skip, --clip-grad 1, 128 px windows)"
+    done
+    printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans.)\n' >> $rep/test_real_odd/table.md
+
 # one detector for every kind (`--type mixed`) on real clean scans, against the per-kind detectors (~60 min on 2 cores,
 # after `just hard-negatives-seeds KIND 0` for the three kinds); writes reports/quality/mixed/real_backgrounds/
 real-mixed DEVDATA="../shared/devdata/mmotu": setup
