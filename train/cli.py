@@ -341,7 +341,7 @@ def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
             except (TrainError, DataError) as e:
                 raise click.ClickException(str(e)) from None
             bar.advance(task)
-    click.echo(write_comparison(results, out, title, str(shards), figure_rows=figure_rows))
+    click.echo(write_comparison(results, out, title, str(shards)))
     click.echo(f"report in {out}")
 
 

@@ -80,11 +80,12 @@ def table_markdown(results: list[Evaluated], metrics: tuple[str, ...] = TABLE_ME
     return "\n".join(lines) + "\n"
 
 
-def figure(results: list[Evaluated], rows: int = 4, zoom: int = 1) -> np.ndarray:
+def figure(results: list[Evaluated], rows: int | None = None, zoom: int = 1) -> np.ndarray:
     """Like the paper's Fig. 4: per example, input | each model's output (the raw network output of
     n2n/n2c models, the inpainted image of seg models) with its predicted mask outlined in red | truth
-    mask. RGB uint8, labelled columns."""
-    n = min(rows, *(len(r.examples) for r in results)) if results else 0
+    mask. RGB uint8, labelled columns. `rows` caps the examples; by default every example the evaluations
+    kept (`keep_examples`) is drawn."""
+    n = min(rows or len(results[0].examples), *(len(r.examples) for r in results)) if results else 0
     if n == 0:
         raise ValueError("no examples to draw; evaluate with keep_examples > 0")
     tiles_rows = []
@@ -127,9 +128,9 @@ def figure_rows_for(image_size: int) -> int:
     return 4 if image_size <= 256 else 2
 
 
-def write_comparison(results: list[Evaluated], out: str | Path, title: str, shards: str, note: str = "",
-                     figure_rows: int = 4) -> str:
-    """table.md, table.json, per-model per_image CSVs and figure.png in `out`; returns the markdown."""
+def write_comparison(results: list[Evaluated], out: str | Path, title: str, shards: str, note: str = "") -> str:
+    """table.md, table.json, per-model per_image CSVs and figure.png (the examples the evaluations kept) in
+    `out`; returns the markdown."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = len(results[0].rows) if results else 0
@@ -149,6 +150,6 @@ def write_comparison(results: list[Evaluated], out: str | Path, title: str, shar
             w = csv.DictWriter(f, fieldnames=list(r.rows[0]))
             w.writeheader()
             w.writerows(r.rows)
-    fig = figure(results, figure_rows)
+    fig = figure(results)
     write_figure(out / "figure.png", fig)
     return text
