@@ -196,11 +196,8 @@ real-512 KIND="radial_line" SEED="2" N="98304" DEVDATA="../shared/devdata/mmotu"
         [ $rep/sweep_$name/operating_point.json -nt $run/best.pt ] || {{bin}}/train check-real --checkpoint $run/best.pt \
             --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/sweep_$name
     done
-    # the real-background detector at the point its sweep picked: per-scan counts over both folders (panel.png stays local)
-    point=$({{py}} -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["threshold"], d["min_area"])' \
-        $rep/sweep_real/operating_point.json)
-    {{bin}}/train check-real --checkpoint $real/best.pt --threshold ${point% *} --min-area ${point#* } \
-        --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/check_real
+    # the real-background detector at the point its sweep picked
+    {{just_executable()}} _check-picked $real/best.pt $rep/sweep_real $rep/check_real {{DEVDATA}}
     # how many held-out clean scans are near copies of a training background
     clean=$(realpath {{DEVDATA}}/clean); (cd bench && PYTHONPATH=.. ../{{py}} split_overlap.py --folder $clean)
     for test in test_real_odd:$o/shards/test_real_odd phantom_test:$s/test; do
@@ -209,6 +206,16 @@ real-512 KIND="radial_line" SEED="2" N="98304" DEVDATA="../shared/devdata/mmotu"
             --title "{{KIND}} at 512 px, ${test%%:*}: seg detectors (width 24, --full-skip, --clip-grad 1, {{N}} windows of 128 px, seed {{SEED}}) on phantom and on real backgrounds"
     done
     printf '\n(figure.png is kept local, not committed: its backgrounds are internal development scans.)\n' >> $rep/test_real_odd/table.md
+
+# CHECKPOINT at the operating point `train check-real --sweep` picked into SWEEP: per-scan counts over both folders
+# of the real scans into OUT (its panel.png stays local)
+_check-picked CHECKPOINT SWEEP OUT DEVDATA:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    point=$({{py}} -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["threshold"], d["min_area"])' \
+        {{SWEEP}}/operating_point.json)
+    {{bin}}/train check-real --checkpoint {{CHECKPOINT}} --threshold ${point% *} --min-area ${point#* } \
+        --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out {{OUT}}
 
 # another seed or window budget of `just real-512`'s real-background detector, against the one it reports (seed 2,
 # 98,304 windows): trains it if missing (~76 min at 98,304 windows, ~25 at 32,768 on the Intel Xeon), sweeps its
@@ -226,10 +233,7 @@ real-512-seed SEED N KIND="radial_line" DEVDATA="../shared/devdata/mmotu": setup
         --crop 128 --samples {{N}} --seed {{SEED}} --clip-grad 1 --width 24 --full-skip --out $run
     [ $rep/sweep_real/operating_point.json -nt $run/best.pt ] || {{bin}}/train check-real --checkpoint $run/best.pt \
         --sweep --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/sweep_real
-    point=$({{py}} -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["threshold"], d["min_area"])' \
-        $rep/sweep_real/operating_point.json)
-    {{bin}}/train check-real --checkpoint $run/best.pt --threshold ${point% *} --min-area ${point#* } \
-        --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out $rep/check_real
+    {{just_executable()}} _check-picked $run/best.pt $rep/sweep_real $rep/check_real {{DEVDATA}}
     for test in test_real_odd:$o/shards/test_real_odd phantom_test:$s/test; do
         {{bin}}/train compare --shards ${test#*:} --out $rep/${test%%:*} \
             --run "seed 2 at 98304=$base/best.pt" --run "seed {{SEED}} at {{N}}=$run/best.pt" \
@@ -368,6 +372,24 @@ size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768":
         {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/$size "${runs[@]}" \
             --title "{{KIND}} at $size px: seg detectors (width 16, 128 px windows) at {{BUDGETS}} windows, per seed"
     done
+
+# the 512 px detectors of `just size-budget KIND 512 SEEDS N` (made there when missing) with their masks filled by an
+# N2N model trained on the same shards (width 16, FILL windows of 128 px, seed 0) instead of inpainted: vascular_flow's
+# Doppler boxes are too large to inpaint well. As run on 2 cores: just fill-512 (~80 min for the two detectors, ~10 for
+# the filler). Writes reports/quality/KIND/size_budget/512_fill_N/
+fill-512 KIND="vascular_flow" SEEDS="0 1" N="98304" FILL="16384": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    {{just_executable()}} size-budget {{KIND}} 512 "{{SEEDS}}" {{N}}
+    root=out/size_budget/{{KIND}} s=out/size_budget/{{KIND}}/shards512 fill=out/size_budget/{{KIND}}/runs/n2n512_{{FILL}}_s0 runs=()
+    [ -f $fill/result.json ] || {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu --mode n2n \
+        --crop 128 --samples {{FILL}} --seed 0 --out $fill
+    for seed in {{SEEDS}}; do
+        r=$root/runs/seg512_{{N}}_s$seed
+        runs+=(--run "SEG, seed $seed=$r/best.pt" --run "SEG+N2N, seed $seed=$r/best.pt+$fill/best.pt")
+    done
+    {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/512_fill_{{N}} "${runs[@]}" \
+        --title "{{KIND}} at 512 px: seg detectors (width 16, {{N}} windows of 128 px), masks inpainted or filled by N2N (width 16, {{FILL}} windows)"
 
 # the shards of size-budget and clip-grad: 4,096 training, 64 validation and 128 test samples of KIND at SIZE px
 _size-budget-shards KIND SIZE:
