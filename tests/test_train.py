@@ -384,3 +384,8 @@ def test_validation_runs_the_model_once_per_batch_with_the_same_result(shards, t
     assert sweep == sweep_thresholds(predictor, kept, max_samples=5)
     assert rows == evaluate_batches(predictor, kept, threshold=min(sweep), max_samples=5)[0]
     assert first_batches(DataLoader(stream, batch_size=2), 5, SIZE * SIZE * 10) is None  # over the budget
+    # the outputs are priced as Predictor returns them: 3 float32 per pixel for restoration, 1 for seg
+    held = sum(v.nbytes for b in kept for v in b.values() if isinstance(v, torch.Tensor))
+    seg_budget = held + sum(b["noisy_a"][:, 0].numel() for b in kept) * 4
+    assert first_batches(DataLoader(stream, batch_size=2), 5, seg_budget, "seg") is not None
+    assert first_batches(DataLoader(stream, batch_size=2), 5, seg_budget, "n2n") is None

@@ -161,14 +161,16 @@ class Replay:
         return self._out[id(x_uint8)]
 
 
-def first_batches(batches, max_samples: int, max_bytes: int) -> list[dict] | None:
-    """The batches that hold the first max_samples samples, in a list, or None when they and a
-    restoration model's float32 outputs on them would take more than max_bytes (then read them twice)."""
+def first_batches(batches, max_samples: int, max_bytes: int, mode: str = "n2n") -> list[dict] | None:
+    """The batches that hold the first max_samples samples, in a list, or None when they and the model's
+    float32 outputs on them (3 per pixel for restoration, 1 for seg: Predictor.__call__) would take more
+    than max_bytes (then read them twice)."""
+    per_pixel = 1 if mode == "seg" else 3
     kept, n, size = [], 0, 0
     for batch in batches:
         kept.append(batch)
         x = batch["noisy_a"]
-        size += sum(v.nbytes for v in batch.values() if isinstance(v, torch.Tensor)) + x.numel() * 4
+        size += sum(v.nbytes for v in batch.values() if isinstance(v, torch.Tensor)) + x.numel() // 3 * per_pixel * 4
         if size > max_bytes:
             return None
         n += x.shape[0]
@@ -185,7 +187,7 @@ def validate(predictor: Predictor, batches, max_samples: int, threshold: float |
     otherwise the batches are read, and the model run, twice. Returns (threshold, sweep or None, rows)."""
     predict, sweep = predictor, None
     if threshold is None:
-        kept = first_batches(batches, max_samples, cache_bytes)
+        kept = first_batches(batches, max_samples, cache_bytes, predictor.mode)
         if kept is not None:
             batches, predict = kept, Replay(predictor, kept)
         sweep = sweep_thresholds(predict, batches, max_samples=max_samples)
