@@ -376,7 +376,7 @@ size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768":
 # the 512 px detectors of `just size-budget KIND 512 SEEDS N` (made there when missing) with their masks filled by an
 # N2N model trained on the same shards (width 16, FILL windows of 128 px, seed 0) instead of inpainted: vascular_flow's
 # Doppler boxes are too large to inpaint well. As run on 2 cores: just fill-512 (~80 min for the two detectors, ~14 for
-# the filler). Writes reports/quality/KIND/size_budget/512_fill_N/
+# the filler). Writes reports/quality/KIND/size_budget/512_fill_N/ (512_fill_N_fFILL/ for FILL other than 16384)
 fill-512 KIND="vascular_flow" SEEDS="0 1" N="98304" FILL="16384": setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -388,7 +388,9 @@ fill-512 KIND="vascular_flow" SEEDS="0 1" N="98304" FILL="16384": setup
         r=$root/runs/seg512_{{N}}_s$seed
         runs+=(--run "SEG, seed $seed=$r/best.pt" --run "SEG+N2N, seed $seed=$r/best.pt+$fill/best.pt")
     done
-    {{bin}}/train compare --shards $s/test --out reports/quality/{{KIND}}/size_budget/512_fill_{{N}} "${runs[@]}" \
+    out=reports/quality/{{KIND}}/size_budget/512_fill_{{N}}
+    [ {{FILL}} = 16384 ] || out=${out}_f{{FILL}}  # another filler budget gets its own report
+    {{bin}}/train compare --shards $s/test --out $out "${runs[@]}" \
         --title "{{KIND}} at 512 px: seg detectors (width 16, {{N}} windows of 128 px), masks inpainted or filled by N2N (width 16, {{FILL}} windows)"
 
 # the shards of size-budget and clip-grad: 4,096 training, 64 validation and 128 test samples of KIND at SIZE px
