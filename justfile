@@ -376,7 +376,8 @@ size-budget KIND="radial_line" SIZES="256 512" SEEDS="0 1" BUDGETS="8192 32768":
 # the 512 px detectors of `just size-budget KIND 512 SEEDS N` (made there when missing) with their masks filled by an
 # N2N model trained on the same shards (width 16, FILL windows of 128 px, seed 0) instead of inpainted: vascular_flow's
 # Doppler boxes are too large to inpaint well. As run on 2 cores: just fill-512 (~80 min for the two detectors, ~14 for
-# the filler; with FILL=32768 on an AMD EPYC: 45 min per detector, 18 for the filler). Writes reports/quality/KIND/size_budget/512_fill_N/ (512_fill_N_fFILL/ for FILL other than 16384)
+# the filler; with FILL=32768 on an AMD EPYC: 45 min per detector, 18 for the filler). Writes
+# reports/quality/KIND/size_budget/512_fill_N/ (512_fill_N_fFILL/ for FILL other than 16384)
 fill-512 KIND="vascular_flow" SEEDS="0 1" N="98304" FILL="16384": setup
     #!/usr/bin/env bash
     set -euo pipefail
