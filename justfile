@@ -31,7 +31,7 @@ test-slow *ARGS: setup
 
 # benchmarks; writes bench/results/*.md
 bench: setup
-    cd bench && ../{{py}} bench_build.py && ../{{py}} bench_exactmath.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py
+    cd bench && ../{{py}} bench_build.py && ../{{py}} bench_exactmath.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py && ../{{py}} bench_models.py
 
 # what each tuning step buys (~65 min on 2 cores; reuses finished runs); writes bench/results/tuning.md
 bench-tuning: setup
@@ -81,7 +81,7 @@ demo: setup
         --run "SEG+N2N=$r/seg/best.pt+$r/n2n/best.pt"
     {{bin}}/train apply --checkpoint $r/seg/best.pt --fill $r/n2n/best.pt out/demo/phantoms --out out/demo/applied
 
-# the paper's study (Tables I-VIII, Figs. 3-6): `just study` on a GPU (est. 40-90 min), `just study --quick` on a CPU (<30 min)
+# the paper's study (Tables I-VIII, Figs. 3-6): `just study` on a GPU (est. 47-67 min on an H200), `just study --quick` on a CPU (<30 min)
 study *ARGS: setup
     HF_HUB_OFFLINE=1 {{bin}}/train study {{ARGS}}
 

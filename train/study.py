@@ -59,15 +59,14 @@ clock = time.monotonic  # the --minutes time box reads this (a test advances it)
 
 PLANS: dict[str, StudyPlan] = {
     # one H100/H200: 8 models x 2 modes x 2 norms + 7 losses + 4 other-kind runs = 43 runs of 16384 samples at
-    # 512 px (256 px windows, bf16). Measured on an H200 (bench/results/gpu.md, reports/gpu): n2n_unet trains
-    # 2,600-3,000 windows of 128 px per second, 30-40 s for 49,152; a 256 px window costs about 4 of those, so
-    # about 25 s of training per n2n_unet run here, more for the resnet101/resnet34 models: 40-90 min in all.
+    # 512 px (256 px windows, bf16). On an H200 the 14 runs made took 30-71 s of training each; the other models
+    # priced by their FLOPs at the rates those runs reached (bench/bench_models.py): 47-67 min in all.
     # 10 loader workers: with 6, the first two runs on an H200 (16 cores) waited on data 63 % of the time
     "full": StudyPlan(size=512, n_train=8192, n_val=64, n_test=256, samples=16384, batch_size=16, preset="fast",
                       widths={}, encoder=None, fcn_backbone="resnet101", crop=256, amp="bf16", workers=10,
                       build_workers=12, smn_models=tuple(MODELS),
-                      hours="an estimated 40-90 minutes on one H100/H200 (from throughput measured on an H200; "
-                      "not yet run in full)"),
+                      hours="an estimated 47-67 minutes on one H200 (14 runs measured on an H200, the rest priced "
+                      "by their FLOPs in bench/results/models.md; not yet run in full)"),
     # a 2-core CPU in under 30 minutes: 96 px, narrow decoders, a lighter encoder, SMN only for n2n_unet.
     # Its numbers show that the recipe runs end to end and rank little else: each run sees 512 samples.
     "quick": StudyPlan(size=96, n_train=768, n_val=32, n_test=64, samples=512, batch_size=8, preset="cpu",
