@@ -212,14 +212,17 @@ def test_bad_checkpoint_is_refused(tmp_path):
     bogus = tmp_path / "evil.pt"
     import pickle
 
+    marker = tmp_path / "pwned"
+
     class Evil:
         def __reduce__(self):
-            return (os.system, ("echo pwned",))
+            return (os.system, (f"touch {marker}",))
 
-    bogus.write_bytes(pickle.dumps(Evil()))
+    bogus.write_bytes(pickle.dumps(Evil(), protocol=2))  # torch.save's protocol: no warning about the protocol
     r = CliRunner().invoke(main, ["apply", "--checkpoint", str(bogus), str(tmp_path), "--out", str(tmp_path / "o")])
     assert r.exit_code != 0 and "Traceback" not in r.output
     assert "can read safely" in r.output and "evil.pt" in r.output
+    assert not marker.exists()  # the payload never ran
 
 
 def test_fp16_on_cpu_is_refused(shards, tmp_path):
