@@ -173,7 +173,7 @@ _clean-split DEVDATA:
 # `just real-512` (width 24, --full-skip, --clip-grad 1, N windows of 128 px), its training samples pasted on the
 # even-position half of DIR/clean; its operating point picked on DIR's even halves by `check-real --sweep` and
 # reported on the odd ones; then per-scan counts over DIR at that point (and a panel to look at) and DIR/annotated
-# cleaned. 75-85 min on 2 CPU cores at 98,304 windows.
+# cleaned. 1.5-2 hours on 2 CPU cores at 98,304 windows (76 min of training on an Intel Xeon, ~104 on an AMD EPYC).
 # the recommended detector for your own scans (DIR/clean, DIR/annotated), trained, checked and applied; writes OUT
 own-scans DIR N="98304" SEED="2" OUT="out/own": setup
     #!/usr/bin/env bash
