@@ -159,15 +159,20 @@ real-backgrounds KINDS="body_marker radial_line vascular_flow" MODES="seg n2n n2
     done
 
 # the split check-real --sweep uses: the real clean scans by sorted position in the folder, even positions
-# into out/realbg/clean_even (training backgrounds), odd positions into out/realbg/clean_odd (held out)
-_clean-split DEVDATA:
+# into OUT/clean_even (training backgrounds), odd positions into OUT/clean_odd (held out)
+_clean-split DEVDATA OUT="out/realbg":
     #!/usr/bin/env bash
     set -euo pipefail
-    rm -rf out/realbg/clean_even out/realbg/clean_odd
-    mkdir -p out/realbg/clean_even out/realbg/clean_odd
+    rm -rf {{OUT}}/clean_even {{OUT}}/clean_odd
+    mkdir -p {{OUT}}/clean_even {{OUT}}/clean_odd
     {{py}} -c 'import shutil, sys; from synth.images import find_images, split_halves
     for half, to in zip(split_halves(find_images(sys.argv[1])), sys.argv[2:]): [shutil.copy(p, to) for p in half]' \
-        {{DEVDATA}}/clean out/realbg/clean_even out/realbg/clean_odd
+        {{DEVDATA}}/clean {{OUT}}/clean_even {{OUT}}/clean_odd
+
+# the operating point `train check-real --sweep` picked into SWEEP, as the options of `train apply` / `check-real`
+_point SWEEP:
+    @{{py}} -c 'import json, sys; d = json.load(open(sys.argv[1])); print("--threshold", d["threshold"], "--min-area", d["min_area"])' \
+        {{SWEEP}}/operating_point.json
 
 # DIR/clean holds scans without annotations, DIR/annotated scans with them. The 512 px radial_line recipe of
 # `just real-512` (width 24, --full-skip, --clip-grad 1, N windows of 128 px), its training samples pasted on the
@@ -182,11 +187,7 @@ own-scans DIR N="98304" SEED="2" OUT="out/own": setup
         [ -d $need ] || { echo "own-scans: no folder $need (give DIR with clean/, scans without annotations, and annotated/)." >&2; exit 1; }
     done
     o={{OUT}} run={{OUT}}/runs/seg512_{{N}}_s{{SEED}}
-    rm -rf $o/clean_even $o/clean_odd
-    mkdir -p $o/clean_even $o/clean_odd
-    {{py}} -c 'import shutil, sys; from synth.images import find_images, split_halves
-    for half, to in zip(split_halves(find_images(sys.argv[1])), sys.argv[2:]): [shutil.copy(p, to) for p in half]' \
-        {{DIR}}/clean $o/clean_even $o/clean_odd
+    {{just_executable()}} _clean-split {{DIR}} $o
     {{bin}}/synth build --type radial_line --n 4096 --size 512 --shard-size 256 --workers $(nproc) \
         --clean $o/clean_even --out $o/shards/train
     {{bin}}/synth build --type radial_line --n 64 --size 512 --shard-size 64 --seed 1 --out $o/shards/val
@@ -198,10 +199,7 @@ own-scans DIR N="98304" SEED="2" OUT="out/own": setup
     # how many held-out clean scans are near copies of a training background
     clean=$(realpath {{DIR}}/clean) split=$(realpath $o)/split_overlap.md
     (cd bench && PYTHONPATH=.. ../{{py}} split_overlap.py --folder $clean --out $split)
-    point=$({{py}} -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["threshold"], d["min_area"])' \
-        $o/sweep/operating_point.json)
-    {{bin}}/train apply --checkpoint $run/best.pt --threshold ${point% *} --min-area ${point#* } {{DIR}}/annotated \
-        --out $o/cleaned
+    {{bin}}/train apply --checkpoint $run/best.pt $({{just_executable()}} _point $o/sweep) {{DIR}}/annotated --out $o/cleaned
     echo "detector $run/best.pt; operating point $o/sweep/operating_point.md; counts $o/check; near copies across the split $o/split_overlap.md; cleaned scans $o/cleaned"
 
 # the 512 px detector that meets the phantom targets, trained on phantoms and on the 39 even-position real clean
@@ -247,9 +245,7 @@ real-512 KIND="radial_line" SEED="2" N="98304" DEVDATA="../shared/devdata/mmotu"
 _check-picked CHECKPOINT SWEEP OUT DEVDATA:
     #!/usr/bin/env bash
     set -euo pipefail
-    point=$({{py}} -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["threshold"], d["min_area"])' \
-        {{SWEEP}}/operating_point.json)
-    {{bin}}/train check-real --checkpoint {{CHECKPOINT}} --threshold ${point% *} --min-area ${point#* } \
+    {{bin}}/train check-real --checkpoint {{CHECKPOINT}} $({{just_executable()}} _point {{SWEEP}}) \
         --annotated {{DEVDATA}}/annotated --clean {{DEVDATA}}/clean --out {{OUT}}
 
 # another seed or window budget of `just real-512`'s real-background detector, against the one it reports (seed 2,

@@ -21,7 +21,6 @@ import json
 import os
 import statistics
 import time
-from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,11 +73,12 @@ def cpu_seconds_per_window(model: torch.nn.Module, steps: int, batch: int = 2) -
     return (time.perf_counter() - t0) / (steps * batch)
 
 
-def card_runs() -> dict[str, list[tuple[float, float]]]:
+def card_runs(every: list[Run]) -> dict[str, list[tuple[float, float]]]:
     """model -> (median windows/s logged within steps, seconds of training) of each study run on the card."""
-    runs = defaultdict(list)
+    by_name = {r.name: r for r in every}
+    runs = collections.defaultdict(list)
     for result in sorted(RUNS.glob("*/result.json")):
-        model = result.parent.name.split("-")[1]
+        model = by_name[result.parent.name].model
         rows = [json.loads(line) for line in (result.parent / "stats.jsonl").read_text().splitlines()]
         img_s = [r["img_s"] for r in rows if "img_s" in r][1:]  # the first row holds start-up
         runs[model].append((statistics.median(img_s), json.loads(result.read_text())["seconds"]))
@@ -100,7 +100,8 @@ def main() -> None:
         print(f"{name}: {per_model[name]}", flush=True)
 
     samples = PLANS["full"].samples
-    card = card_runs()
+    every = study_runs(PLANS["full"])
+    card = card_runs(every)
     rate = {m: statistics.median(r for r, _ in v) for m, v in card.items()}
     # a run's training time = its steps (samples / rate) + what is outside them (validations, loader start-up)
     outside = statistics.median(s - samples / r for v in card.values() for r, s in v)
@@ -124,9 +125,7 @@ def main() -> None:
                      f"{rate[m]:,.0f} ({len(card[m])} runs)" if m in card else "not run",
                      f"{lo:.0f} measured" if m in card else f"{lo:.0f}-{hi:.0f} est."])
 
-    done = {p.parent.name for p in RUNS.glob("*/result.json")}
-    every = study_runs(PLANS["full"])
-    left = collections.Counter(r.model for r in every if r.name not in done)
+    left = collections.Counter(r.model for r in every if not (RUNS / r.name / "result.json").exists())
 
     def total(runs) -> tuple[float, float]:
         lo = sum(n * (train_s(m)[0] + EVAL_S) for m, n in runs.items())
