@@ -8,17 +8,30 @@ bin := venv / "bin"
 # the main job (same as demo)
 default: demo
 
-# create .venv and install the project with its dev extras (skipped when pyproject.toml is unchanged)
+# create .venv and install the locked environment (requirements.lock) plus the project; skipped when nothing changed
 setup:
     #!/usr/bin/env bash
     set -euo pipefail
+    stamp={{venv}}/.installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+    [ -f "$stamp" ] && exit 0
     [ -x {{py}} ] || python3 -m venv {{venv}}
-    stamp={{venv}}/.installed-$(sha256sum pyproject.toml | cut -c1-16)
-    if [ ! -f "$stamp" ]; then
-        {{py}} -m pip install -q --upgrade pip
-        {{py}} -m pip install -q -e ".[dev]"
-        touch "$stamp"
-    fi
+    echo "setup: installing $(grep -c '^[a-z]' requirements.lock) locked packages into {{venv}} (PyPI's torch $(grep -oP '^torch==\K.*' requirements.lock) with its CUDA libraries: about 6.5 GB and 2-4 minutes on a fresh machine; see README, Set-up)"
+    {{py}} -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+    {{py}} -m pip install -q -r requirements.lock 2>&1 | grep -v "is ignored" || true
+    {{py}} -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" || true
+    {{py}} -m pip check -q >/dev/null || { echo "setup: the environment is inconsistent (pip check); delete {{venv}} and rerun"; exit 1; }
+    rm -f {{venv}}/.installed-*
+    touch "$stamp"
+    echo "setup: done, $(du -sh {{venv}} | cut -f1) in {{venv}}"
+
+# refresh requirements.lock from pyproject's ranges and lock-pins.txt (uv pip compile; needs the package index)
+lock:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ -x {{bin}}/uv ] || { [ -x {{py}} ] || python3 -m venv {{venv}}; {{py}} -m pip install -q uv; }
+    {{bin}}/uv pip compile -q pyproject.toml --extra dev --extra blosc -c lock-pins.txt --python-version 3.11 \
+        --python-platform x86_64-manylinux_2_28 --custom-compile-command "just lock" -o requirements.lock
+    echo "requirements.lock: $(grep -c '^[a-z]' requirements.lock) packages; run just setup to install them"
 
 # lint and the test suite (~2.5 min on 2 cores); REQUIRE_DEVDATA=1 turns dev-data skips into failures
 test *ARGS: setup
