@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from train import metrics as M
+from train.grow import GrowConfig, grow_mask
 
 CLEAN_DILATE_PX = 2
 """The cleaned image takes network pixels only inside the predicted mask grown by this many pixels
@@ -75,8 +76,8 @@ def denormalize(y: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def masks_and_cleaned(inp: np.ndarray, pred: np.ndarray, mode: str, threshold: float | None = None,
-                      min_area: int = M.DEFAULT_MIN_AREA, fill: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                      min_area: int = M.DEFAULT_MIN_AREA, fill: np.ndarray | None = None,
+                      grow: GrowConfig | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """For one image: (predicted bool mask, cleaned uint8 image, raw network image or None).
 
     inp: (H, W, 3) uint8. pred: restoration (H, W, 3) float 0..255, or seg probability (H, W).
@@ -84,9 +85,14 @@ def masks_and_cleaned(inp: np.ndarray, pred: np.ndarray, mode: str, threshold: f
     metrics.DEFAULT_THRESHOLD); seg: probability >= threshold (default metrics.SEG_THRESHOLD), then the
     same small-component removal. Cleaned: the input, with pixels inside the dilated mask replaced by the
     network output (restoration) or, for seg, by `fill` (the (H, W, 3) output of a restoration model, see
-    `train apply --fill`) or else by inpainting (OpenCV Telea).
+    `train apply --fill`) or else by inpainting (OpenCV Telea). grow: the mask is first grown into the
+    rest of the marks it lies on (train.grow.grow_mask; seeds at the threshold, hysteresis on the same score).
     """
     mask = predicted_mask(inp, pred, mode, threshold, min_area)
+    if grow is not None:
+        t = default_threshold(mode) if threshold is None else threshold
+        score = pred if mode == "seg" else np.abs(inp.astype(np.float32) - pred).max(-1)
+        mask = grow_mask(mask, inp, score, t, grow)
     grown = dilate(mask)
     if mode == "seg":
         if fill is not None:

@@ -13,8 +13,9 @@ import torch
 
 from synth.images import ImageError, find_images, read_image
 from train import metrics as M
+from train.checkpoint import TrainError, load_checkpoint, model_from_checkpoint
 from train.evaluate import Predictor, dilate, masks_and_cleaned
-from train.loop import TrainError, load_checkpoint, model_from_checkpoint
+from train.grow import GrowConfig, grow_image
 
 
 def predictor_from_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[Predictor, dict]:
@@ -134,21 +135,28 @@ def upscale_mask(mask_small: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def clean_image(predictor: Predictor, meta: dict, img: np.ndarray, threshold: float | None = None,
-                filler: Predictor | None = None, min_area: int = M.DEFAULT_MIN_AREA) -> tuple[np.ndarray, np.ndarray]:
+                filler: Predictor | None = None, min_area: int = M.DEFAULT_MIN_AREA,
+                grow: GrowConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(cleaned (H, W, 3) uint8, mask (H, W) bool) for one RGB scan at its own resolution.
 
     The model runs at the training scale (predict_scaled) and the mask is mapped back; the cleaned scan
     equals the input outside the (dilated) mask, bit for bit. min_area: mask components smaller than this
-    (pixels at the training scale) are dropped.
+    (pixels at the training scale) are dropped. grow: the mask grows into the rest of the marks it lies on
+    (train.grow): hysteresis at the training scale, the contrast step at the scan's own.
     """
     h, w = img.shape[:2]
     small, pred, fill = predict_scaled(predictor, meta, img, filler)
-    mask_small, cleaned_small, raw = masks_and_cleaned(small, pred, predictor.mode, threshold, min_area, fill=fill)
+    same = small.shape[:2] == (h, w)
+    grow_small = grow if same or grow is None else grow.scores_only()
+    mask_small, cleaned_small, raw = masks_and_cleaned(small, pred, predictor.mode, threshold, min_area, fill=fill,
+                                                       grow=grow_small)
     if fill is not None:
         raw = np.clip(np.rint(fill), 0, 255).astype(np.uint8)
-    if small.shape[:2] == (h, w):
+    if same:
         return cleaned_small, mask_small
     mask = upscale_mask(mask_small, h, w)
+    if grow is not None:
+        mask = grow_image(mask, img, grow)
     grown = dilate(mask)
     if raw is None:  # seg without a filler: inpaint at full resolution
         cleaned = cv2.inpaint(img, grown.astype(np.uint8), 3, cv2.INPAINT_TELEA) if grown.any() else img.copy()
@@ -171,11 +179,13 @@ def expand_inputs(inputs: list[Path]) -> list[tuple[Path, str]]:
 
 
 def apply(checkpoint: str | Path | list, inputs: list[Path], out: str | Path, threshold: float | None = None,
-          progress=None, fill: str | Path | None = None, min_area: int = M.DEFAULT_MIN_AREA) -> dict:
+          progress=None, fill: str | Path | None = None, min_area: int = M.DEFAULT_MIN_AREA,
+          grow: GrowConfig | None = None) -> dict:
     """Clean every scan in `inputs`; returns {"done": n, "bad": [(file, reason)], "csv": path}.
     checkpoint: one, or a list of seg checkpoints whose probabilities are averaged (load_predictor).
     fill: an n2n/n2c checkpoint whose output fills a seg model's masks (default: inpainting).
-    min_area: mask components smaller than this many pixels (at the training scale) are dropped."""
+    min_area: mask components smaller than this many pixels (at the training scale) are dropped.
+    grow: grow each mask into the rest of the marks it lies on (train.grow; None: no growth)."""
     predictor, meta = load_predictor(checkpoint)
     predictor.model.eval()
     filler = filler_from_checkpoint(fill, meta)
@@ -190,7 +200,7 @@ def apply(checkpoint: str | Path | list, inputs: list[Path], out: str | Path, th
     for k, (path, stem) in enumerate(items):
         try:
             img = read_image(path)
-            cleaned, mask = clean_image(predictor, meta, img, threshold, filler, min_area)
+            cleaned, mask = clean_image(predictor, meta, img, threshold, filler, min_area, grow)
         except (ImageError, OSError) as e:
             bad.append((str(path), str(e)))
         else:
