@@ -14,6 +14,9 @@ import hashlib
 import json
 import multiprocessing as mp
 import queue
+import shutil
+import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from synth.clean import CleanCache, CleanSet, folder_clean_set, phantom_clean_se
 from synth.exactmath import cpu_exact
 from synth.icons import DEFAULT_ICON_DIR, IconSet, load_icon_set
 from synth.images import Augmenter, AugmentOptions
+from synth.interrupt import StopRequested
 from synth.kinds import CLASS_IDS, KINDS
 from synth.shards import (
     DEFAULT_COMPRESSION,
@@ -278,6 +282,9 @@ _WORKER: dict = {}
 def _worker_init(plan: BuildPlan, progress_queue) -> None:
     import cv2
 
+    # Ctrl-C reaches the whole process group; the parent alone decides when to stop and then ends the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     cv2.setNumThreads(1)  # parallelism comes from processes; threads inside would oversubscribe the cores
     _WORKER["maker"] = SampleMaker(plan)
     _WORKER["plan"] = plan
@@ -380,40 +387,91 @@ def write_manifest(plan: BuildPlan, out: Path, entries: dict[str, dict], skipped
     return manifest
 
 
+ESTIMATE_SAMPLES = 4
+"""Samples rendered and encoded before a build to measure its bytes per sample (about 0.1 s at 512 px)."""
+
+ESTIMATE_MARGIN = 1.1
+"""Free space asked for beyond the measured estimate (samples vary around the measured mean)."""
+
+
+def measure_bytes_per_sample(plan: BuildPlan, n: int = ESTIMATE_SAMPLES) -> float:
+    """Bytes one sample of this build takes on disk: the build's first n samples, rendered and written with
+    its format and codec into a temporary shard (deleted), divided by n."""
+    n = max(1, min(n, plan.cfg.n))
+    maker = SampleMaker(plan)
+    with tempfile.TemporaryDirectory(prefix="synth-estimate-") as tmp:
+        path = Path(tmp) / shard_name(0, plan.cfg.fmt)
+        with ShardWriter(path, plan.cfg.fmt, n, plan.cfg.size_px, plan.cfg.size_px, plan.cfg.compression,
+                         plan.shard_attrs) as w:
+            for j in range(n):
+                w.write(j, maker(j))
+        return shard_bytes(path) / n
+
+
+def free_bytes(out: Path) -> int:
+    """Free bytes on the filesystem that holds `out` (or its nearest existing parent)."""
+    p = out.resolve()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
 def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | None = None,
-              overwrite: bool = False, on_progress=None, on_start=None) -> dict:
-    """Build every missing shard of this part; returns a summary dict. Safe to interrupt and rerun."""
+              overwrite: bool = False, on_progress=None, on_start=None, stop=None,
+              check_space: bool = True) -> dict:
+    """Build every missing shard of this part; returns a summary dict. Safe to interrupt and rerun.
+
+    on_start(n_samples_to_build, estimated_bytes) is called once before the first shard. stop: a callable
+    that raises StopRequested when the user asked to stop (synth.interrupt.StopOnSigint.check); it is
+    polled between samples and while waiting on workers. check_space: refuse (BuildError) when the target's
+    free space is below the measured estimate."""
     out = Path(out)
+    stop = stop or (lambda: None)
     k_part, n_parts = parse_part(part)
-    known = prepare_out(plan, out, overwrite)
-    mine = [k for k in range(plan.cfg.n_shards()) if k % n_parts == k_part - 1]
-    # temp files of this part's shards were left by a killed run (never complete); other parts' temp
-    # files may belong to jobs running right now on the same folder, so they are left alone
-    temps = [out / (shard_name(k, plan.cfg.fmt) + ".tmp") for k in mine]
-    for stale in temps:
-        remove_path(stale)
-    remove_orphan_json_temps(out / MANIFEST_NAME)  # a run killed while it rewrote the manifest
     entries: dict[str, dict] = {}
-    todo = []
-    for k in mine:
-        path = out / shard_name(k, plan.cfg.fmt)
-        entry = verify_existing(plan, path, k, known.get(path.name)) if path.exists() else None
-        if entry:
-            entries[path.name] = entry
-        else:
-            if path.exists():
-                remove_path(path)
-            todo.append(k)
-    write_manifest(plan, out, dict(entries), plan.clean.skipped)
-    n_todo = sum(plan.cfg.shard_range(k)[1] - plan.cfg.shard_range(k)[0] for k in todo)
-    if on_start:
-        on_start(n_todo)
-    t0 = time.perf_counter()
+    temps: list[Path] = []
     try:
+        stop()
+        known = prepare_out(plan, out, overwrite)
+        mine = [k for k in range(plan.cfg.n_shards()) if k % n_parts == k_part - 1]
+        # temp files of this part's shards were left by a killed run (never complete); other parts' temp
+        # files may belong to jobs running right now on the same folder, so they are left alone
+        temps = [out / (shard_name(k, plan.cfg.fmt) + ".tmp") for k in mine]
+        for stale in temps:
+            remove_path(stale)
+        remove_orphan_json_temps(out / MANIFEST_NAME)  # a run killed while it rewrote the manifest
+        todo = []
+        for k in mine:
+            stop()
+            path = out / shard_name(k, plan.cfg.fmt)
+            entry = verify_existing(plan, path, k, known.get(path.name)) if path.exists() else None
+            if entry:
+                entries[path.name] = entry
+            else:
+                if path.exists():
+                    remove_path(path)
+                todo.append(k)
+        write_manifest(plan, out, dict(entries), plan.clean.skipped)
+        n_todo = sum(plan.cfg.shard_range(k)[1] - plan.cfg.shard_range(k)[0] for k in todo)
+        need = 0
+        if n_todo:
+            stop()
+            per_sample = measure_bytes_per_sample(plan)
+            need = int(per_sample * n_todo)
+            free = free_bytes(out)
+            if check_space and need * ESTIMATE_MARGIN > free:
+                raise BuildError(
+                    f"{out} has {free / 1e9:.1f} GB free but these {n_todo} samples need about "
+                    f"{need / 1e9:.1f} GB ({per_sample / 1e3:.0f} kB per sample measured with "
+                    f"{plan.cfg.compression}): free space, pick a stronger codec or a smaller --size, or pass "
+                    f"--ignore-disk-space to build anyway.")
+        if on_start:
+            on_start(n_todo, need)
+        t0 = time.perf_counter()
         if workers <= 1 or len(todo) <= 1:
-            _run_here(plan, out, todo, entries, on_progress)
+            _run_here(plan, out, todo, entries, on_progress, stop)
         else:
-            _run_pool(plan, out, todo, workers, entries, on_progress)
+            _run_pool(plan, out, todo, workers, entries, on_progress, stop)
     except OSError as e:
         for stale in temps:
             remove_path(stale)
@@ -421,9 +479,11 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
         what = "the disk is full" if e.errno == errno.ENOSPC else f"writing failed ({e})"
         raise BuildError(f"{what} while building in {out}: {done} complete shards are kept; "
                          f"free space (or fix the cause) and rerun the same command to finish.") from e
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested):
         for stale in temps:
             remove_path(stale)
+        if out.is_dir() and (out / MANIFEST_NAME).exists():
+            write_manifest(plan, out, dict(entries), plan.clean.skipped)
         raise BuildError(f"interrupted: {len(entries)} complete shards are kept in {out}; "
                          f"rerun the same command to finish.") from None
     seconds = time.perf_counter() - t0
@@ -435,37 +495,44 @@ def run_build(plan: BuildPlan, out: str | Path, workers: int = 1, part: str | No
         "out": str(out), "status": manifest["status"], "shards_built": len(todo),
         "shards_skipped": len(mine) - len(todo), "samples_built": n_todo, "seconds": seconds,
         "samples_per_s": n_todo / seconds if seconds > 0 and n_todo else 0.0,
-        "bytes": total_bytes, "bytes_per_sample": total_bytes / max(n_mine, 1),
+        "bytes": total_bytes, "bytes_per_sample": total_bytes / max(n_mine, 1), "estimated_bytes": need,
         "compression": plan.cfg.compression, "format": plan.cfg.fmt, "part": f"{k_part}/{n_parts}",
         "clean_sources": len(plan.clean), "clean_skipped": list(plan.clean.skipped),
         "clean_what": plan.clean.description,
     }
 
 
-def _run_here(plan: BuildPlan, out: Path, todo: list[int], entries: dict, on_progress) -> None:
+def _run_here(plan: BuildPlan, out: Path, todo: list[int], entries: dict, on_progress, stop) -> None:
     """Build in this process, on one core like each pool worker (OpenCV threads off meanwhile)."""
     import cv2
+
+    def on_sample(delta: int) -> None:
+        stop()
+        if on_progress:
+            on_progress(delta)
 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
         maker = SampleMaker(plan) if todo else None
         for k in todo:
-            e = build_shard(plan, k, out, maker, on_sample=on_progress)
+            e = build_shard(plan, k, out, maker, on_sample=on_sample)
             entries[e["file"]] = e
             write_manifest(plan, out, dict(entries), plan.clean.skipped)
     finally:
         cv2.setNumThreads(threads)
 
 
-def _run_pool(plan: BuildPlan, out: Path, todo: list[int], workers: int, entries: dict, on_progress) -> None:
+def _run_pool(plan: BuildPlan, out: Path, todo: list[int], workers: int, entries: dict, on_progress,
+              stop) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    # forkserver: workers fork from a clean server process that has imported the renderer once, so they
-    # start fast and inherit no HDF5 handles or OpenCV thread pools from this process
+    # forkserver: workers fork from a clean server process, so they inherit no HDF5 handles or OpenCV thread
+    # pools from this process. It preloads only synth.worker_signals (SIGINT ignored): the renderer's imports
+    # then run in the workers, in parallel, and never block this process where a Ctrl-C must be answered.
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["synth.build", "synth.render", "synth.phantom", "albumentations", "h5py"])
+    ctx.set_forkserver_preload(["synth.worker_signals"])
     q = ctx.Queue()
 
     def drain() -> None:
@@ -477,19 +544,40 @@ def _run_pool(plan: BuildPlan, out: Path, todo: list[int], workers: int, entries
             if on_progress:
                 on_progress(delta)
 
+    # not `with pool:` — its exit waits for every queued shard, which turned a Ctrl-C into "finish first"
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
+                               initargs=(plan, q))
+    finished = False
     try:
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
-                                 initargs=(plan, q)) as pool:
-            pending = {pool.submit(_worker_build, (k, str(out))) for k in todo}
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                drain()
-                for f in done:
-                    e = f.result()  # re-raises a worker's exception here
-                    entries[e["file"]] = e
-                    write_manifest(plan, out, dict(entries), plan.clean.skipped)
+        pending = {pool.submit(_worker_build, (k, str(out))) for k in todo}
+        while pending:
+            stop()
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             drain()
+            for f in done:
+                e = f.result()  # re-raises a worker's exception here
+                entries[e["file"]] = e
+                write_manifest(plan, out, dict(entries), plan.clean.skipped)
+        drain()
+        finished = True
     except BrokenProcessPool as e:
+        stop()  # a worker killed by the same Ctrl-C before it could ignore it: an interruption, not a crash
         raise BuildError("a worker process died (out of memory, killed, or it could not start: when calling "
                          "run_build from a script with --workers > 1, put the call under "
                          "`if __name__ == \"__main__\":`); complete shards are kept, rerun to finish.") from e
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            _end_pool(pool)
+
+
+def _end_pool(pool) -> None:
+    """Stop a pool now: drop queued shards and end the workers (their temp files are removed by the caller)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout=5)

@@ -79,6 +79,8 @@ def main() -> None:
 @click.option("--augment/--no-augment", default=True, help="Seeded flips, brightness/contrast, gamma, affine.")
 @click.option("--skip-bad", is_flag=True, help="Leave unreadable clean scans out (counted) instead of stopping.")
 @click.option("--overwrite", is_flag=True, help="Replace a different build in --out.")
+@click.option("--ignore-disk-space", is_flag=True,
+              help="Build even when the target's free space is below the measured estimate.")
 def build(
     kind,
     n,
@@ -102,72 +104,93 @@ def build(
     augment,
     skip_bad,
     overwrite,
+    ignore_disk_space,
 ) -> None:
-    """Render seeded (noisy_a, noisy_b, clean, mask) quadruples into shards."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """Render seeded (noisy_a, noisy_b, clean, mask) quadruples into shards.
 
-    from synth.build import BuildConfig, BuildError, make_plan, run_build
+    Ctrl-C stops within a second or two at any point, keeps the complete shards and exits non-zero; rerun the
+    same command to finish. The expected size is measured on a few samples and checked against free space
+    before the first shard."""
+    from synth.interrupt import StopOnSigint, StopRequested
 
-    console = Console(stderr=True)
-    cfg = BuildConfig(
-        kind=kind,
-        n=n,
-        fmt=fmt,
-        size_px=size_px,
-        resize=resize,
-        shard_size=shard_size,
-        seed=seed,
-        compression=compression,
-        clean=str(clean) if clean else None,
-        n_phantoms=n_phantoms,
-        clean_seed=clean_seed,
-        phantom_chrome=phantom_chrome,
-        phantom_reflectors=phantom_reflectors,
-        icons=str(icons) if icons else None,
-        placement=placement,
-        soften=soften,
-        augment=augment,
-    )
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>7.1f} samples/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console, transient=False) as bar:
+    with StopOnSigint() as stop:
         try:
-            check = bar.add_task("checking clean scans", total=None, rate=0.0)
-            plan = make_plan(
-                cfg, skip_bad=skip_bad, progress=lambda k, total: bar.update(check, completed=k, total=total)
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
             )
-            bar.remove_task(check)
-            task = bar.add_task(f"building {kind}", total=None, rate=0.0)
-            clock = {"t0": time.perf_counter(), "done": 0}
 
-            def started(total: int) -> None:
-                clock["t0"] = time.perf_counter()
-                bar.update(task, total=total)
+            from synth.build import BuildConfig, BuildError, make_plan, run_build
 
-            def advance(delta: int) -> None:
-                clock["done"] += delta
-                rate = clock["done"] / max(time.perf_counter() - clock["t0"], 1e-9)
-                bar.update(task, advance=delta, rate=rate)
-
-            summary = run_build(
-                plan, out, workers=workers, part=part, overwrite=overwrite, on_progress=advance, on_start=started
+            console = Console(stderr=True)
+            cfg = BuildConfig(
+                kind=kind,
+                n=n,
+                fmt=fmt,
+                size_px=size_px,
+                resize=resize,
+                shard_size=shard_size,
+                seed=seed,
+                compression=compression,
+                clean=str(clean) if clean else None,
+                n_phantoms=n_phantoms,
+                clean_seed=clean_seed,
+                phantom_chrome=phantom_chrome,
+                phantom_reflectors=phantom_reflectors,
+                icons=str(icons) if icons else None,
+                placement=placement,
+                soften=soften,
+                augment=augment,
             )
-        except BuildError as e:
-            raise _fail(e) from None
+            columns = [
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>7.1f} samples/s"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            ]
+            with Progress(*columns, console=console, transient=False) as bar:
+                try:
+                    check = bar.add_task("checking clean scans", total=None, rate=0.0)
+
+                    def checked(k: int, total: int) -> None:
+                        stop.check()
+                        bar.update(check, completed=k, total=total)
+
+                    plan = make_plan(cfg, skip_bad=skip_bad, progress=checked)
+                    bar.remove_task(check)
+                    task = bar.add_task(f"building {kind}", total=None, rate=0.0)
+                    clock = {"t0": time.perf_counter(), "done": 0}
+
+                    def started(total: int, need_bytes: int) -> None:
+                        clock["t0"] = time.perf_counter()
+                        if total:
+                            per_kb = need_bytes / total / 1e3
+                            console.print(f"synth build: {total} samples to build into {out}, about "
+                                          f"{need_bytes / 1e9:.2f} GB ({per_kb:.0f} kB per sample, measured on "
+                                          f"this build's first samples with {plan.cfg.compression})")
+                        bar.update(task, total=total)
+
+                    def advance(delta: int) -> None:
+                        clock["done"] += delta
+                        rate = clock["done"] / max(time.perf_counter() - clock["t0"], 1e-9)
+                        bar.update(task, advance=delta, rate=rate)
+
+                    summary = run_build(
+                        plan, out, workers=workers, part=part, overwrite=overwrite, on_progress=advance,
+                        on_start=started, stop=stop.check, check_space=not ignore_disk_space,
+                    )
+                except BuildError as e:
+                    raise _fail(e) from None
+        except (StopRequested, KeyboardInterrupt):
+            raise click.ClickException(f"interrupted: 0 shards built before the build started; {out} is unchanged. "
+                                       f"Rerun the same command to build.") from None
     _print_summary(summary)
 
 
