@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import torch
 
-from synth.images import ImageError, find_images, read_image
+from synth.images import ImageError, read_image
 from train import metrics as M
 from train.checkpoint import TrainError, load_checkpoint, model_from_checkpoint
+from train.dicom import clean_dicom, find_scans, is_dicom
 from train.evaluate import Predictor, dilate, masks_and_cleaned
 from train.grow import GrowConfig, grow_image
 
@@ -172,7 +173,7 @@ def expand_inputs(inputs: list[Path]) -> list[tuple[Path, str]]:
     for p in inputs:
         p = Path(p)
         if p.is_dir():
-            items += [(f, f.relative_to(p).with_suffix("").as_posix()) for f in find_images(p)]
+            items += [(f, f.relative_to(p).with_suffix("").as_posix()) for f in find_scans(p)]
         else:
             items.append((p, p.stem))
     return items
@@ -192,12 +193,22 @@ def apply(checkpoint: str | Path | list, inputs: list[Path], out: str | Path, th
     threshold = meta.get("threshold") if threshold is None else threshold
     items = expand_inputs(inputs)
     if not items:
-        raise TrainError("no PNG/JPG/BMP/TIFF scans found in the inputs given.")
+        raise TrainError("no PNG/JPG/BMP/TIFF or DICOM (.dcm) scans found in the inputs given.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kinds = meta.get("kinds", [])
     rows, bad = [], []
     for k, (path, stem) in enumerate(items):
+        if is_dicom(path):  # every frame cleaned into a new derived DICOM instance (train.dicom)
+            try:
+                rows.append(clean_dicom(path, out / stem, lambda im: clean_image(
+                    predictor, meta, im, threshold, filler, min_area, grow), kinds, checkpoint_label(checkpoint),
+                    salt=str(out.resolve())))
+            except (ImageError, OSError) as e:
+                bad.append((str(path), str(e)))
+            if progress:
+                progress(k + 1, len(items))
+            continue
         try:
             img = read_image(path)
             cleaned, mask = clean_image(predictor, meta, img, threshold, filler, min_area, grow)
