@@ -41,7 +41,9 @@ def main() -> None:
     "--mode", type=click.Choice(MODES), default="n2n", help="n2n: noisy_a->noisy_b; n2c: ->clean; seg: ->mask."
 )
 @click.option("--loss", type=click.Choice(LOSS_NAMES), default=None, help="Restoration loss (default: the preset's).")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", help="Recipe filling unset options.")
+@click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto",
+              help="Recipe filling unset options; auto: paper on CUDA, cpu otherwise (printed at the start).")
+@click.option("--label", default="", help="Shown in the progress bar, e.g. '2/3' for the second run of a recipe.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over --shards (default 1).")
 @click.option("--samples", type=click.IntRange(1), default=None, help="Train on this many samples in total instead.")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Per-rank batch size (default: the preset's).")
@@ -118,8 +120,10 @@ def run(
     ckpt_every,
     log_every,
     time_limit,
+    label,
 ) -> None:
     """Train a model on shards; rerun the same command to resume."""
+    import torch
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -131,8 +135,18 @@ def run(
     )
 
     from train.config import TrainConfig
+    from train.evaluate import default_threshold
     from train.loop import TrainError, train_run
 
+    console = Console(stderr=True)
+    if preset == "auto":
+        preset = "paper" if torch.cuda.is_available() else "cpu"
+        console.print(f"preset: {preset} (auto: {'a CUDA device is present' if preset == 'paper' else 'no CUDA device'}"
+                      f"; --preset paper|fast|cpu picks one)")
+    if not val_shards and not val_fraction:
+        t = default_threshold(mode)
+        console.print(f"no validation shards (--val-shards or --val-fraction): no threshold is swept; the checkpoint "
+                      f"carries the default mask threshold {t:g} ({'probability' if mode == 'seg' else 'grey levels'})")
     cfg = TrainConfig(
         shards=str(shards),
         out=str(out),
@@ -168,13 +182,14 @@ def run(
         log_every=log_every,
         time_limit=time_limit,
     )
-    console = Console(stderr=True)
+    unit = f"{crop} px windows/s" if crop else "images/s"
+    what = " ".join(x for x in (label, f"{model}{f' w{width}' if width else ''}", mode) if x)
     columns = [
-        TextColumn("training"),
+        TextColumn(f"training {what}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[img_s]:.1f} img/s"),
+        TextColumn("{task.fields[img_s]:.1f} " + unit),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
@@ -226,10 +241,10 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
     """Dice, IoU, PA, SSIM, PSNR-HVS-M, PSNR on shards; per-image CSV, markdown table, example panels."""
     from torch.utils.data import DataLoader
 
+    from train.checkpoint import TrainError
     from train.data import EVAL_FIELDS, DataError, ShardStream
     from train.evaluate import evaluate_batches, write_reports
     from train.infer import predictor_from_checkpoint
-    from train.loop import TrainError
 
     try:
         predictor, meta = predictor_from_checkpoint(checkpoint)
@@ -269,12 +284,18 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
 @click.option("--min-area", type=click.IntRange(1), default=DEFAULT_MIN_AREA,
               help="Drop mask components smaller than this many pixels at the training scale "
               "(`train check-real --sweep` picks one on real scans).")
-def apply(checkpoint, inputs, out, threshold, fill, min_area) -> None:
-    """Clean scans (files or folders, any size): writes NAME.clean.png, NAME.mask.png and apply.csv."""
+@click.option("--grow/--no-grow", default=True,
+              help="Grow each mask into the rest of the marks it lies on (train.grow: weaker connected model scores, "
+              "then connected pixels that stand out from their local background, bounded), so a mark found in part "
+              "is removed whole (docs/operating_point.md).")
+def apply(checkpoint, inputs, out, threshold, fill, min_area, grow) -> None:
+    """Clean scans (files or folders of PNG/JPEG/DICOM, any size): writes NAME.clean.png (DICOM: NAME.clean.dcm, a
+    new derived instance), NAME.mask.png (multi-frame: NAME.f0001.mask.png ...) and apply.csv."""
     from rich.progress import Progress
 
+    from train.checkpoint import TrainError
+    from train.grow import DEFAULT_GROW
     from train.infer import apply as run_apply
-    from train.loop import TrainError
 
     missing = [str(p) for p in inputs if not Path(p).exists()]
     if missing:
@@ -284,6 +305,7 @@ def apply(checkpoint, inputs, out, threshold, fill, min_area) -> None:
         try:
             r = run_apply(
                 list(checkpoint), list(inputs), out, threshold, fill=fill, min_area=min_area,
+                grow=DEFAULT_GROW if grow else None,
                 progress=lambda k, n: bar.update(task, completed=k, total=n),
             )
         except TrainError as e:
@@ -293,6 +315,82 @@ def apply(checkpoint, inputs, out, threshold, fill, min_area) -> None:
         click.echo(f"{len(r['bad'])} file(s) could not be read and were skipped:", err=True)
         for f, why in r["bad"]:
             click.echo(f"  {why}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Audit folder: audit.csv, audit.json, index.html, media/ (rerun the same command to resume).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), multiple=True,
+              help="Seg detector RUNDIR/best.pt (repeat to average several); default: the shipped multi-kind model.")
+@click.option("--fill", type=click.Path(path_type=Path), default=None,
+              help="n2n/n2c checkpoint that fills the masks of the 'after' previews (default: the shipped filler "
+                   "with the shipped detector, else inpainting).")
+@click.option("--rules", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="TOML rules: kinds required, forbidden or allowed per study, series or folder "
+                   "(docs/audit.md, docs/examples/rules.toml).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Annotation probability (default: the one the run picked on its validation data, else 0.5).")
+@click.option("--min-area", type=click.IntRange(1), default=DEFAULT_MIN_AREA,
+              help="Drop detections smaller than this many pixels at the model's scale.")
+@click.option("--thumb-px", type=click.IntRange(32, 512), default=160, help="Long side of the grid's thumbnails.")
+@click.option("--preview-px", type=click.IntRange(64, 2048), default=512,
+              help="Long side of the before / mask / after previews.")
+def audit(inputs, out, checkpoint, fill, rules, threshold, min_area, thumb_px, preview_px) -> None:
+    """Inventory annotations in scans and DICOM files (kinds, boxes, areas, confidence per image or frame),
+    check them against --rules, and write audit.csv, audit.json and a review page (index.html)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from train.audit import AuditConfig, run_audit
+    from train.checkpoint import TrainError
+    from train.rules import RulesError, load_rules
+
+    missing = [str(p) for p in inputs if not Path(p).exists()]
+    if missing:
+        raise click.ClickException(f"no such file or folder: {', '.join(missing)}.")
+    if rules is not None and not rules.is_file():
+        raise click.ClickException(f"--rules {rules}: no such file; see docs/examples/rules.toml for one to copy.")
+    try:
+        rule_list = load_rules(rules) if rules else None
+        if not checkpoint:
+            from train.shipped import default_checkpoint, default_fill
+
+            checkpoint = (default_checkpoint(),)
+            fill = fill or default_fill()
+        cfg = AuditConfig(out=str(out), checkpoints=tuple(str(c) for c in checkpoint),
+                          fill=str(fill) if fill else None, threshold=threshold, min_area=min_area,
+                          thumb_px=thumb_px, preview_px=preview_px)
+        columns = [TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                   TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("audit", total=None)
+            r = run_audit(cfg, list(inputs), rule_list, rules_path=str(rules) if rules else None,
+                          progress=lambda k, n: bar.update(task, completed=k, total=n))
+    except (TrainError, RulesError) as e:
+        raise click.ClickException(str(e)) from None
+    if r["skipped"]:
+        click.echo(f"{r['skipped']} file(s) were audited before (journal in {out}); {r['new']} audited now.")
+    v = r["verdicts"]
+    click.echo(f"{r['images']} images from {r['files']} files: {r['annotated']} with annotation; "
+               f"{v['fail']} fail, {v['pass']} pass, {v['unmatched']} matched no rule.")
+    for rule in r["rules"]:
+        click.echo(f"  {rule['rule']}: applied to {rule['matched']}, failed {rule['failed']}")
+    click.echo(f"review page: {Path(out) / 'index.html'} (tables: audit.csv, audit.json)")
+    if r["unreadable"]:
+        import json
+
+        bad = json.loads((Path(out) / "audit.json").read_text())["unreadable"]
+        click.echo(f"{len(bad)} file(s) could not be read and were skipped:", err=True)
+        for b in bad:
+            click.echo(f"  {b['error']}", err=True)
         sys.exit(1)
 
 
@@ -307,12 +405,14 @@ def apply(checkpoint, inputs, out, threshold, fill, min_area) -> None:
 @click.option("--max-samples", type=click.IntRange(1), default=None, help="Evaluate only the first N samples.")
 @click.option("--figure-rows", type=click.IntRange(1), default=None,
               help="Examples in figure.png (default: 4 up to 256 px images, 2 above).")
-def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A committed table.json: say whether this table matches it within train.reference's tolerances.")
+def compare(shards, runs, out, title, max_samples, figure_rows, reference) -> None:
     """The paper's table (mean ± variance) and a Fig. 4-like figure for several models on one shard set."""
     from rich.progress import Progress
 
+    from train.checkpoint import TrainError
     from train.data import DataError, list_shard_files
-    from train.loop import TrainError
     from train.report import evaluate_checkpoint, figure_rows_for, write_comparison
 
     pairs = []
@@ -343,6 +443,10 @@ def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
             bar.advance(task)
     click.echo(write_comparison(results, out, title, str(shards)))
     click.echo(f"report in {out}")
+    if reference:
+        from train.reference import verdict
+
+        click.echo(verdict(Path(out) / "table.json", reference)[1])
 
 
 @main.command("check-real")
@@ -360,29 +464,48 @@ def compare(shards, runs, out, title, max_samples, figure_rows) -> None:
               help="Drop mask components smaller than this many pixels at the training scale.")
 @click.option("--sweep", is_flag=True,
               help="Instead: pick a threshold and min area on half the scans, report them on the other half "
-              "(operating_point.md).")
-def check_real(checkpoint, annotated, clean, out, panel_rows, limit, threshold, min_area, sweep) -> None:
+              "(operating_point.md, roc.csv, roc.png).")
+@click.option("--reference", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="With --sweep: a scan-level reference CSV (columns file, annotated yes/no, optional kinds and "
+              "colour; paths relative to the CSV) listing the scans to use, instead of the --annotated/--clean "
+              "folders. At least 20 annotated and 20 clean scans.")
+@click.option("--max-false-flag-rate", type=click.FloatRange(0, 1), default=0.02,
+              help="With --sweep: the picked point flags at most this share of the clean scans.")
+@click.option("--grow/--no-grow", default=True,
+              help="Grow each mask into the rest of the marks it lies on (train.grow: weaker connected model scores, "
+              "then connected pixels that stand out from their local background, bounded), so a mark found in part "
+              "is removed whole (docs/operating_point.md).")
+def check_real(checkpoint, annotated, clean, out, panel_rows, limit, threshold, min_area, sweep, reference,
+               max_false_flag_rate, grow) -> None:
     """Real scans: how many colour-keyed annotations the model finds, how many clean scans it flags."""
     from rich.progress import Progress
 
-    from train.loop import TrainError
+    from train.checkpoint import TrainError
+    from train.grow import DEFAULT_GROW
     from train.realcheck import check_real as run_check
     from train.realcheck import sweep_real
 
-    if annotated is None and clean is None:
+    if reference is not None and not sweep:
+        raise click.ClickException("--reference goes with --sweep (it picks the operating point against it).")
+    if reference is not None and (annotated is not None or clean is not None):
+        raise click.ClickException("--reference lists the scans to use; leave out --annotated and --clean.")
+    if annotated is None and clean is None and reference is None:
         raise click.ClickException("give --annotated and/or --clean folders of real scans.")
-    if sweep and (annotated is None or clean is None):
-        raise click.ClickException("--sweep needs both --annotated and --clean: it trades overlays found "
+    if sweep and reference is None and (annotated is None or clean is None):
+        raise click.ClickException("--sweep needs both --annotated and --clean (each folder's scans are its "
+                                   "scan-level reference), or a --reference CSV: it trades annotated scans found "
                                    "against clean scans flagged.")
+    grow = DEFAULT_GROW if grow else None
     with Progress(transient=True) as bar:
         task = bar.add_task("real scans", total=None)
         tick = lambda k, n: bar.update(task, completed=k, total=n)
         try:
             if sweep:
-                res = sweep_real(list(checkpoint), annotated, clean, out, limit, progress=tick)
+                res = sweep_real(list(checkpoint), annotated, clean, out, limit, progress=tick, reference=reference,
+                                 max_false_flag_rate=max_false_flag_rate, grow=grow)
             else:
                 res = run_check(list(checkpoint), annotated, clean, out, panel_rows, limit, progress=tick,
-                                threshold=threshold, min_area=min_area)
+                                threshold=threshold, min_area=min_area, grow=grow)
         except TrainError as e:
             raise click.ClickException(str(e)) from None
     click.echo((Path(out) / ("operating_point.md" if sweep else "real_check.md")).read_text())
@@ -406,8 +529,8 @@ def study(quick, out, report, only, minutes) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from synth.build import BuildError
+    from train.checkpoint import TrainError
     from train.data import DataError
-    from train.loop import TrainError
     from train.study import run_study
 
     variant = "quick" if quick else "full"
@@ -427,3 +550,25 @@ def study(quick, out, report, only, minutes) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@main.command("score-apply")
+@click.argument("applied", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--truth", type=click.Path(path_type=Path), required=True,
+              help="Truth masks: TRUTH/STEM.png for each APPLIED/STEM.mask.png; scans without one count as clean.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Report folder (default APPLIED/score).")
+def score_apply(applied, truth, out) -> None:
+    """Score `train apply`'s output against truth masks: marks found / missed, how much of each found mark
+    was removed, false marks, clean scans flagged; before | mask | after panels."""
+    from train.checkpoint import TrainError
+    from train.score import score_applied
+
+    try:
+        s = score_applied(applied, truth, out)
+    except TrainError as e:
+        raise click.ClickException(str(e)) from None
+    mean = s["mean_removed_fraction_of_found"]
+    click.echo(f"annotated scans {s['annotated_scans']}: {s['found']}/{s['marks']} marks found, {s['missed']} "
+               f"missed, {'-' if mean is None else f'{mean:.0%}'} of each found mark removed on average, "
+               f"{s['false_marks']} false marks; clean scans flagged: {s['clean_flagged']}/{s['clean_scans']}")
+    click.echo(f"report and panels in {out or Path(applied) / 'score'}")

@@ -11,6 +11,7 @@ right, and "off-reference" mask pixels on annotated scans are not all false alar
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,10 @@ import numpy as np
 from synth.extract import fan_mask, find_annotations
 from synth.images import ImageError, find_images, read_image, split_halves
 from train import metrics as M
+from train.checkpoint import TrainError
 from train.evaluate import default_threshold, dilate, predicted_mask, threshold_grid, write_figure
+from train.grow import GrowConfig, contrast_pixels, grow_image, grow_scores
 from train.infer import checkpoint_label, checkpoint_paths, clean_image, load_predictor, predict_scaled, upscale_mask
-from train.loop import TrainError
 from train.report import outline
 
 FOUND_FRACTION = 0.3
@@ -43,8 +45,18 @@ scanner UI on the black frame (parameter text, logos, depth ticks, which are bur
 annotations of the kinds trained here) and the fan's own rim."""
 
 
-SWEEP_MIN_AREAS = (M.DEFAULT_MIN_AREA, 8, 16, 32, 64, 128)
+SWEEP_MIN_AREAS = (M.DEFAULT_MIN_AREA, 8, 16, 32, 64, 128, 256, 512)
 """Smallest mask component kept (pixels at the training scale) tried by `check-real --sweep`."""
+
+MIN_POSITIVES = 20
+"""`check-real --sweep` picks no operating point with fewer annotated scans than this in its scan-level
+reference: with 3 the found rate moves in steps of 33 % and every point ties (issue 29)."""
+
+MIN_NEGATIVES = 20
+"""... nor with fewer clean scans than this: the false-flag rate could not be told from 0 below 1 in 20."""
+
+MAX_FALSE_FLAG_RATE = 0.02
+"""`check-real --sweep` default: the operating point may flag at most this share of the clean scans."""
 
 
 @dataclass
@@ -126,11 +138,12 @@ def scan_files(annotated: str | Path | None, clean: str | Path | None, limit: in
 
 def check_real(checkpoint: str | Path | list, annotated: str | Path | None, clean: str | Path | None, out: str | Path,
                panel_rows: int = 6, limit: int | None = None, progress=None, threshold: float | None = None,
-               min_area: int = M.DEFAULT_MIN_AREA) -> RealCheck:
+               min_area: int = M.DEFAULT_MIN_AREA, grow: GrowConfig | None = None) -> RealCheck:
     """Apply a checkpoint to real annotated and clean scans; write real_check.md/.json, per_scan.csv and
     panel.png (input | cleaned with mask outlined | reference overlays) in `out`.
     threshold: default the one the run picked on its validation shards. checkpoint: one, or a list of seg
-    checkpoints whose probabilities are averaged (load_predictor)."""
+    checkpoints whose probabilities are averaged (load_predictor). grow: whole-mark growth of each mask
+    (train.grow; None: none)."""
     predictor, meta = load_predictor(checkpoint)
     predictor.model.eval()
     threshold = meta.get("threshold") if threshold is None else threshold
@@ -144,7 +157,7 @@ def check_real(checkpoint: str | Path | list, annotated: str | Path | None, clea
         except (ImageError, OSError) as e:
             res.unreadable.append(f"{path}: {e}")
             continue
-        cleaned, mask = clean_image(predictor, meta, img, threshold, min_area=min_area)
+        cleaned, mask = clean_image(predictor, meta, img, threshold, min_area=min_area, grow=grow)
         frac = float(mask.mean())
         flagged = frac >= FLAG_FRACTION
         fan = scan_fan(img)
@@ -186,6 +199,7 @@ def check_real(checkpoint: str | Path | list, annotated: str | Path | None, clea
         w.writerows(rows)
     (out / "real_check.json").write_text(json.dumps({"checkpoint": checkpoint_label(checkpoint), "threshold": threshold,
                                                       "min_area": min_area, "kinds": meta.get("kinds"),
+                                                      "grow": grow.as_dict() if grow is not None else None,
                                                       **res.as_dict()}, indent=1))
     (out / "real_check.md").write_text(summary_markdown(res, checkpoint_label(checkpoint), meta.get("kinds", []),
                                                         threshold, min_area))
@@ -243,100 +257,377 @@ def panel(examples: list, height: int = 220) -> np.ndarray:
     return np.concatenate([header, *rows], axis=0)
 
 
+@dataclass(frozen=True)
+class RefScan:
+    """One scan of a scan-level reference: is it annotated (and with which kinds, in which colour)?"""
+
+    file: Path
+    annotated: bool
+    kinds: tuple[str, ...] = ()
+    colour: str = ""
+    where: str = ""  # "ref.csv line 7" or the folder it came from
+
+
+YES = ("yes", "y", "1", "true")
+NO = ("no", "n", "0", "false")
+
+
+def read_reference(path: str | Path) -> list[RefScan]:
+    """A scan-level reference CSV: columns file, annotated (yes/no, 1/0, true/false), optional kinds (a
+    semicolon list; `none` or empty for clean scans) and colour. Relative paths are read from the CSV's
+    folder. A bad file raises TrainError naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TrainError(f"{path}: cannot read the reference CSV ({e}).") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = [(h or "").strip().lower() for h in reader.fieldnames or []]
+    if "file" not in header or "annotated" not in header:
+        raise TrainError(f"{path} line 1: the header must name the columns file and annotated (kinds and colour "
+                         f"are optional); it names {', '.join(h for h in header if h) or 'nothing'}.")
+    scans, seen = [], {}
+    for raw in reader:
+        line = reader.line_num
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if isinstance(v, str)}
+        if not any(row.values()):
+            continue
+        where = f"{path} line {line}"
+        if not row.get("file"):
+            raise TrainError(f"{where}: the file column is empty; give the scan's path (relative to {path.parent}).")
+        value = row.get("annotated", "").lower()
+        if value not in YES + NO:
+            raise TrainError(f"{where}: annotated is {row.get('annotated', '')!r}; write yes/no, 1/0 or true/false.")
+        kinds = tuple(k.strip() for k in row.get("kinds", "").split(";") if k.strip() and k.strip().lower() != "none")
+        annotated = value in YES
+        if kinds and not annotated:
+            raise TrainError(f"{where}: annotated is {row['annotated']!r} but kinds lists {';'.join(kinds)}; "
+                             f"a clean scan has no kinds (leave it empty or write none).")
+        file = Path(row["file"])
+        file = file if file.is_absolute() else path.parent / file
+        if not file.is_file():
+            raise TrainError(f"{where}: no scan at {file} (relative paths are read from the CSV's folder, "
+                             f"{path.parent}).")
+        key = file.resolve()
+        if key in seen:
+            raise TrainError(f"{where}: {row['file']} is listed twice (first on line {seen[key]}).")
+        seen[key] = line
+        scans.append(RefScan(file, annotated, kinds, row.get("colour", "").lower(), where))
+    if not scans:
+        raise TrainError(f"{path}: the reference lists no scans; one row per scan: file,annotated[,kinds].")
+    return scans
+
+
+def folder_reference(annotated: str | Path, clean: str | Path, limit: int | None = None) -> list[RefScan]:
+    """The scan-level reference that --annotated and --clean folders are: every scan of the first annotated,
+    of the second clean (the user sorted them)."""
+    return [RefScan(p, label == "annotated", where=str(p.parent)) for label, p in scan_files(annotated, clean, limit)]
+
+
+def reference_classes(scans: list[RefScan], detector_kinds: list[str] | None
+                      ) -> tuple[list[RefScan], list[RefScan], list[RefScan]]:
+    """(positives, negatives, left out) for the scan-level ROC. Negatives: clean scans. Positives: annotated
+    scans, except those whose kinds (when the reference gives them and the detector's are known) share none
+    with the kinds the detector was trained on: those are left out (a caliper detector is not asked to find
+    text labels). Each list sorted by file."""
+    detector = set(detector_kinds or ())
+    pos, neg, out = [], [], []
+    for s in sorted(scans, key=lambda s: str(s.file)):
+        if not s.annotated:
+            neg.append(s)
+        elif s.kinds and detector and not detector & set(s.kinds):
+            out.append(s)
+        else:
+            pos.append(s)
+    return pos, neg, out
+
+
+def check_reference_size(n_pos: int, n_neg: int, source: str, left_out: int = 0) -> None:
+    """TrainError when the scan-level reference is too small to pick an operating point on."""
+    if n_pos >= MIN_POSITIVES and n_neg >= MIN_NEGATIVES:
+        return
+    extra = f" ({left_out} annotated scans left out: none of their kinds is one the detector was trained on)" \
+        if left_out else ""
+    raise TrainError(f"no operating point picked: the scan-level reference ({source}) has {n_pos} annotated and "
+                     f"{n_neg} clean scans{extra}, and picking one needs at least {MIN_POSITIVES} of each; tag more "
+                     f"scans by hand in a --reference CSV (file,annotated[,kinds]).")
+
+
+def roc_curve(pos: list[float], neg: list[float]) -> list[tuple[float, float, float]]:
+    """[(cut, true-positive rate, false-positive rate)] for 'flag a scan when its score >= cut', from the
+    strictest cut (inf: nothing flagged) to the loosest (every scan flagged)."""
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    cuts = [np.inf, *sorted(set(pos.tolist()) | set(neg.tolist()), reverse=True)]
+    return [(float(c), float((pos >= c).mean()) if pos.size else 0.0, float((neg >= c).mean()) if neg.size else 0.0)
+            for c in cuts]
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    """Area under the ROC curve: the probability that a positive scores above a negative, ties counting
+    half (Mann-Whitney U / (n_pos n_neg)). nan without positives or negatives."""
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    if not pos.size or not neg.size:
+        return float("nan")
+    return float(((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (pos.size * neg.size))
+
+
+def pick_point(tallies: dict[tuple[float, int], list[int]], max_false_flag_rate: float) -> tuple[float, int] | None:
+    """The operating point (threshold, min area) that flags the most positives among those flagging at most
+    max_false_flag_rate of the negatives; ties go to more colour-keyed overlays found, then to the looser point
+    (lower threshold, then smaller min area). None when no point is that strict.
+    tallies: point -> [positives flagged, positives, negatives flagged, negatives, overlays found, overlays]."""
+    allowed = [p for p, c in tallies.items() if c[2] <= max_false_flag_rate * c[3] + 1e-9]
+    if not allowed:
+        return None
+    return min(allowed, key=lambda p: (-tallies[p][0], -tallies[p][4], p[0], p[1]))
+
+
+def largest_components(prob: np.ndarray, thresholds: tuple[float, ...]) -> dict[float, int]:
+    """threshold -> pixels of the largest 8-connected component of prob >= threshold (0: none)."""
+    out = {}
+    for t in thresholds:
+        m = (prob >= t).astype(np.uint8)
+        if not m.any():
+            out[t] = 0
+            continue
+        _n, _lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        out[t] = int(stats[1:, cv2.CC_STAT_AREA].max())
+    return out
+
+
+def _rate(k: int, n: int) -> str:
+    return f"{k} / {n} ({k / n:.0%})" if n else "0 / 0"
+
+
+def write_roc_plot(path: Path, curves: dict[str, list[tuple[float, float, float]]], chosen: tuple[float, float] | None,
+                   title: str) -> bool:
+    """roc.png: one line per score (label -> roc_curve), the chosen point marked. matplotlib is imported here
+    only (a dev extra); returns False without it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(4.6, 4.4), dpi=110)
+    for label, roc in curves.items():
+        ax.plot([f for _, _, f in roc], [t for _, t, _ in roc], drawstyle="steps-post", label=label)
+    if chosen is not None:
+        ax.plot([chosen[1]], [chosen[0]], "ko", label="picked point")
+    ax.plot([0, 1], [0, 1], color="0.8", lw=0.8)
+    ax.set(xlabel="clean scans flagged (false-flag rate)", ylabel="annotated scans flagged (found rate)",
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def sweep_real(checkpoint: str | Path | list, annotated: str | Path | None, clean: str | Path | None, out: str | Path,
                limit: int | None = None, progress=None, thresholds: tuple[float, ...] | None = None,
-               min_areas: tuple[int, ...] = SWEEP_MIN_AREAS) -> dict:
-    """Choose an operating point (mask threshold, smallest mask component kept) on real scans.
+               min_areas: tuple[int, ...] = SWEEP_MIN_AREAS, reference: str | Path | None = None,
+               max_false_flag_rate: float = MAX_FALSE_FLAG_RATE, grow: GrowConfig | None = None) -> dict:
+    """Choose an operating point (mask threshold, smallest mask component kept) on real scans against a
+    scan-level reference: a --reference CSV (read_reference) or else the --annotated/--clean folders.
 
-    The scans are split in two by their sorted position in each folder: even positions pick the point,
-    odd positions are held out and report it. The point picked maximises (share of colour-keyed reference
-    overlays found) - (share of clean scans flagged); ties go to fewer flags, then the stricter point.
-    The held-out half is reported at that point and at the run's own threshold (picked on phantom
-    validation shards). The model runs once per scan; every point reuses its output.
-    Writes operating_point.md and .json in `out`; returns the json's dict."""
+    A scan is flagged at a point when the mask `train apply` would make there is not empty; its score is the
+    area of its largest mask component at the threshold (pixels at the training scale). Positives and negatives
+    (reference_classes) are each split by sorted position: even positions pick, odd ones are held out. The point
+    picked (pick_point) flags the most positives of the pick half while flagging at most max_false_flag_rate of
+    its negatives. With fewer than MIN_POSITIVES positives or MIN_NEGATIVES negatives nothing is picked
+    (TrainError). Colour-keyed overlays (find_annotations) on annotated scans are an extra pixel-level tally
+    (and the first tie-break), never the reference. grow: growth applied to masks for that tally.
+    Writes operating_point.md/.json, roc.csv and roc.png in `out`; returns the json's dict."""
     predictor, meta = load_predictor(checkpoint)
     predictor.model.eval()
     mode = predictor.mode
     own = meta.get("threshold")
     own = default_threshold(mode) if own is None else own
+    if reference is not None:
+        scans, source = read_reference(reference), f"--reference {reference}"
+        if limit:
+            scans = [s for lab in (True, False) for s in [s for s in scans if s.annotated == lab][:limit]]
+    else:
+        if annotated is None or clean is None:
+            raise TrainError("--sweep needs a scan-level reference: a --reference CSV, or both --annotated and "
+                             "--clean folders.")
+        scans = folder_reference(annotated, clean, limit)
+        source = f"folders {annotated} (annotated) and {clean} (clean)"
+    pos, neg, left_out = reference_classes(scans, meta.get("kinds"))
+    check_reference_size(len(pos), len(neg), source, len(left_out))
     thresholds = tuple(sorted(set(thresholds or threshold_grid(mode)) | {own}))
     min_areas = tuple(sorted(set(min_areas) | {M.DEFAULT_MIN_AREA}))
     points = [(t, a) for t in thresholds for a in min_areas]
-    files = scan_files(annotated, clean, limit)
-    # per half (0: pick, 1: held out), per point: [overlays found, overlays, clean scans flagged, clean scans]
-    tallies = [{p: [0, 0, 0, 0] for p in points} for _ in range(2)]
-    in_fan = {p: 0 for p in points}  # held-out clean scans flagged by their mask inside the fan
-    held_out = {p for label in ("annotated", "clean") for p in split_halves([q for lb, q in files if lb == label])[1]}
-    unreadable = []
-    for k, (label, path) in enumerate(files):
-        half = int(path in held_out)
+    held = {id(s) for group in (pos, neg, left_out) for s in split_halves(group)[1]}
+    label = {id(s): lab for lab, group in (("positive", pos), ("negative", neg), ("left_out", left_out)) for s in group}
+    ordered = pos + neg + left_out
+    records, unreadable = [], []
+    for k, s in enumerate(ordered):
         try:
-            img = read_image(path)
+            img = read_image(s.file)
         except (ImageError, OSError) as e:
-            unreadable.append(f"{path}: {e}")
+            unreadable.append(f"{s.file}: {e}")
             continue
         h, w = img.shape[:2]
         small, pred, _ = predict_scaled(predictor, meta, img)
-        boxes = overlay_boxes(reference_mask(img)[1]) if label == "annotated" else []
-        fan = scan_fan(img) if label == "clean" and half == 1 else None
-        for t, a in points:
-            mask = upscale_mask(predicted_mask(small, pred, mode, t, a), h, w)
-            tally = tallies[half][(t, a)]
-            if label == "annotated":
-                tally[0] += sum(overlays_found(mask, boxes))
-                tally[1] += len(boxes)
-            else:
-                tally[2] += int(mask.mean() >= FLAG_FRACTION)
-                tally[3] += 1
-                if fan is not None:
-                    in_fan[(t, a)] += int((mask & fan).sum() / mask.size >= FLAG_FRACTION)
+        rec = {"file": str(s.file), "label": label[id(s)], "half": "held_out" if id(s) in held else "pick",
+               "kinds": ";".join(s.kinds), "colour": s.colour, "max_probability": float(pred.max()) if mode == "seg"
+               else float("nan"), "largest": largest_components(pred if mode == "seg" else
+                                                                np.abs(small.astype(np.float32) - pred).max(-1),
+                                                                thresholds), "overlays": 0, "found": {}}
+        if s.annotated:
+            boxes = overlay_boxes(reference_mask(img)[1])
+            rec["overlays"] = len(boxes)
+            if boxes:
+                cand = contrast_pixels(img, grow) if grow is not None and grow.contrast > 0 else None
+                for t, a in points:
+                    if rec["largest"][t] < a:
+                        rec["found"][(t, a)] = 0
+                        continue
+                    seeds = predicted_mask(small, pred, mode, t, a)
+                    if grow is not None:
+                        seeds = grow_scores(seeds, pred if mode == "seg" else
+                                            np.abs(small.astype(np.float32) - pred).max(-1), t, grow)
+                    mask = upscale_mask(seeds, h, w)
+                    if grow is not None:
+                        mask = grow_image(mask, img, grow, cand)
+                    rec["found"][(t, a)] = sum(overlays_found(mask, boxes))
+        records.append(rec)
         if progress:
-            progress(k + 1, len(files))
+            progress(k + 1, len(ordered))
 
-    def rates(c: list[int]) -> tuple[float, float]:
-        return c[0] / max(1, c[1]), c[2] / max(1, c[3])
+    def tally(half: str, t: float, a: int) -> list[int]:
+        rs = [r for r in records if r["half"] == half]
+        p = [r for r in rs if r["label"] == "positive"]
+        n = [r for r in rs if r["label"] == "negative"]
+        ann = [r for r in rs if r["label"] != "negative"]
+        return [sum(r["largest"][t] >= a for r in p), len(p), sum(r["largest"][t] >= a for r in n), len(n),
+                sum(r["found"].get((t, a), 0) for r in ann), sum(r["overlays"] for r in ann)]
 
-    def key(p):
-        found, flagged = rates(tallies[0][p])
-        return (-(found - flagged), flagged, -p[0], -p[1])
-
-    best = min(points, key=key)
+    pick = {p: tally("pick", *p) for p in points}
+    n_pos = sum(r["label"] == "positive" for r in records)
+    n_neg = sum(r["label"] == "negative" for r in records)
+    check_reference_size(n_pos, n_neg, source + f", {len(unreadable)} unreadable", len(left_out))
+    best = pick_point(pick, max_false_flag_rate)
     base = (own, M.DEFAULT_MIN_AREA)
-    result = {"checkpoint": checkpoint_label(checkpoint), "mode": mode, "kinds": meta.get("kinds"),
-              "threshold": best[0], "min_area": best[1], "own_threshold": own,
-              "pick": {f"{t}/{a}": tallies[0][(t, a)] for t, a in points},
-              "held_out": {"chosen": tallies[1][best], "own": tallies[1][base]},
-              "held_out_clean_flagged_in_fan": {"chosen": in_fan[best], "own": in_fan[base]}, "unreadable": unreadable}
+    held_tally = {p: tally("held_out", *p) for p in points}
+
+    def scores(half: str, cls: str, score: str, t: float | None = None) -> list[float]:
+        return [r["largest"][t] if score == "largest" else r["max_probability"] for r in records
+                if r["half"] == half and r["label"] == cls]
+
+    t_roc = best[0] if best else own
+    aucs = {f"largest_component@{t:g}": {h: auc(scores(h, "positive", "largest", t),
+                                                scores(h, "negative", "largest", t)) for h in ("pick", "held_out")}
+            for t in thresholds}
+    if mode == "seg":
+        aucs["max_probability"] = {h: auc(scores(h, "positive", "max"), scores(h, "negative", "max"))
+                                   for h in ("pick", "held_out")}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    curves = {}
+    with open(out / "roc.csv", "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["half", "score", "cut", "tpr", "fpr"])
+        for h in ("pick", "held_out"):
+            named = [(f"largest_component@{t_roc:g}", "largest")]
+            named += [("max_probability", "max")] if mode == "seg" else []
+            for name, score in named:
+                roc = roc_curve(scores(h, "positive", score, t_roc), scores(h, "negative", score, t_roc))
+                curves[f"{h}: {name} (AUC {aucs[name][h]:.3f})"] = roc
+                wr.writerows([h, name, c, round(tp, 6), round(fp, 6)] for c, tp, fp in roc)
+
+    def breakdown(key: str, point: tuple[float, int]) -> dict[str, list[int]]:
+        t, a = point
+        out_ = {}
+        for r in records:
+            if r["half"] == "held_out" and r["label"] == "positive":
+                for v in (r[key].split(";") if key == "kinds" else [r[key]]):
+                    c = out_.setdefault(v or "?", [0, 0])
+                    c[0] += int(r["largest"][t] >= a)
+                    c[1] += 1
+        return dict(sorted(out_.items()))
+
+    chosen_held = held_tally[best] if best else None
+    result = {"checkpoint": checkpoint_label(checkpoint), "mode": mode, "kinds": meta.get("kinds"),
+              "threshold": best[0] if best else None, "min_area": best[1] if best else None, "own_threshold": own,
+              "reference": source, "max_false_flag_rate": max_false_flag_rate,
+              "scan_score": "largest mask component (pixels at the training scale) at the threshold; flagged when "
+                            ">= min area",
+              "counts": {"positives": n_pos, "negatives": n_neg, "left_out": len(left_out),
+                         "pick": {"positives": pick[base][1], "negatives": pick[base][3]},
+                         "held_out": {"positives": held_tally[base][1], "negatives": held_tally[base][3]}},
+              "auc": aucs, "grow": grow.as_dict() if grow is not None else None,
+              "pick": {f"{t}/{a}": pick[(t, a)] for t, a in points},
+              "held_out": {"chosen": chosen_held, "own": held_tally[base]},
+              "held_out_by_colour": breakdown("colour", best) if best else None,
+              "held_out_by_kind": breakdown("kinds", best) if best else None,
+              "unreadable": unreadable}
     (out / "operating_point.json").write_text(json.dumps(result, indent=1))
-
-    def cell(c: list[int], what: str) -> str:
-        found, flagged = rates(c)
-        return f"{c[0]} / {c[1]} ({found:.0%})" if what == "found" else f"{c[2]} / {c[3]} ({flagged:.0%})"
-
-    unit = "probability" if mode == "seg" else "grey levels"
-    kinds = ", ".join(meta.get("kinds", [])) or "?"
-    use = " ".join(f"--checkpoint {p}" for p in checkpoint_paths(checkpoint))
-    lines = [f"# Operating point on real scans: `{checkpoint_label(checkpoint)}` (trained on {kinds})",
-             "", f"Scans split by sorted position in each folder: even positions pick the point, odd positions are "
-             f"held out. Point = mask threshold ({unit}) and smallest mask component kept (pixels at the training "
-             f"scale). Picked by (overlays found) - (clean scans flagged) on the pick half. Found = at least "
-             f"{FOUND_FRACTION:.0%} of a colour-keyed overlay masked (mask grown {FOUND_REACH_PX} px); flagged = at "
-             f"least {FLAG_FRACTION:.2%} of a clean scan masked.", "",
-             "## Held-out half", "", "| operating point | reference overlays found | clean scans flagged | "
-             f"clean scans flagged inside the fan ({FAN_INSET_PX} px in from its rim) |", "|---|---|---|---|",
-             f"| the run's own (threshold {own:g}, min area {M.DEFAULT_MIN_AREA}) | {cell(tallies[1][base], 'found')} "
-             f"| {cell(tallies[1][base], 'flag')} | {in_fan[base]} / {tallies[1][base][3]} |",
-             f"| picked on real scans (threshold {best[0]:g}, min area {best[1]}) | {cell(tallies[1][best], 'found')} "
-             f"| {cell(tallies[1][best], 'flag')} | {in_fan[best]} / {tallies[1][best][3]} |", "",
-             f"Use it: `train apply {use} --threshold {best[0]:g} --min-area {best[1]} ...`", "",
-             "## Every point on the pick half", "", "| threshold | min area | overlays found | clean scans flagged |",
-             "|---|---|---|---|"]
-    for t, a in points:
-        c, mark = tallies[0][(t, a)], " **(picked)**" if (t, a) == best else ""
-        lines.append(f"| {t:g} | {a}{mark} | {cell(c, 'found')} | {cell(c, 'flag')} |")
-    if unreadable:
-        lines += ["", f"{len(unreadable)} unreadable file(s) skipped."]
-    (out / "operating_point.md").write_text("\n".join(lines) + "\n")
+    chosen_xy = (chosen_held[0] / max(1, chosen_held[1]), chosen_held[2] / max(1, chosen_held[3])) if best else None
+    plotted = write_roc_plot(out / "roc.png", {k: v for k, v in curves.items() if k.startswith("held_out")},
+                             chosen_xy, "held-out half")
+    (out / "operating_point.md").write_text(sweep_markdown(result, meta, points, pick, held_tally, best, base, plotted))
+    if best is None:
+        raise TrainError(f"no operating point picked: every point of the grid flags more than "
+                         f"{max_false_flag_rate:.1%} of the clean scans of the pick half (see "
+                         f"{out / 'operating_point.md'}); raise --max-false-flag-rate if that many is acceptable.")
     return result
+
+
+def sweep_markdown(result: dict, meta: dict, points: list, pick: dict, held: dict, best: tuple | None, base: tuple,
+                   plotted: bool) -> str:
+    """operating_point.md for sweep_real's result."""
+    rate = result["max_false_flag_rate"]
+    c = result["counts"]
+    unit = "probability" if result["mode"] == "seg" else "grey levels"
+    kinds = ", ".join(meta.get("kinds", [])) or "?"
+    grow = "with whole-mark growth (train.grow)" if result["grow"] else "without growth"
+    lines = [f"# Operating point on real scans: `{result['checkpoint']}` (trained on {kinds})", "",
+             f"Scan-level reference: {result['reference']}: {c['positives']} annotated scans (positives), "
+             f"{c['negatives']} clean scans (negatives)"
+             + (f", {c['left_out']} annotated scans left out (none of their kinds is one the detector was trained "
+                f"on)" if c["left_out"] else "") + ". Each class is split by sorted file: even positions pick the "
+             f"point ({c['pick']['positives']} + {c['pick']['negatives']}), odd positions are held out "
+             f"({c['held_out']['positives']} + {c['held_out']['negatives']}).", "",
+             f"Point = mask threshold ({unit}) and smallest mask component kept (pixels at the training scale). A "
+             f"scan is flagged at a point when the mask `train apply` makes there is not empty: its score is the "
+             f"area of its largest mask component at the threshold, flagged when at least the min area. Picked: "
+             f"the most annotated scans flagged among the points that flag at most {rate:.1%} of the pick half's "
+             f"clean scans; ties go to more colour-keyed overlays found, then to the looser point.", "",
+             f"Colour-keyed overlays (an extra pixel-level reference that misses white and grey marks): found = "
+             f"at least {FOUND_FRACTION:.0%} of an overlay masked (mask grown {FOUND_REACH_PX} px), {grow}.", ""]
+    if best is None:
+        lines += [f"**No point picked**: every point flags more than {rate:.1%} of the pick half's clean scans.", ""]
+    lines += ["## Held-out half", "", "| operating point | annotated scans flagged (found) | clean scans flagged | "
+              "colour-keyed overlays found |", "|---|---|---|---|"]
+    rows = [(f"the run's own (threshold {base[0]:g}, min area {base[1]})", held[base])]
+    if best is not None:
+        rows.append((f"picked (threshold {best[0]:g}, min area {best[1]})", held[best]))
+    for name, t in rows:
+        lines.append(f"| {name} | {_rate(t[0], t[1])} | {_rate(t[2], t[3])} | {_rate(t[4], t[5])} |")
+    if best is not None:
+        use = " ".join(f"--checkpoint {p}" for p in checkpoint_paths(meta.get("checkpoints") or result["checkpoint"]))
+        lines += ["", f"Use it: `train apply {use} --threshold {best[0]:g} --min-area {best[1]} "
+                  f"{'--grow' if result['grow'] else '--no-grow'} ...`"]
+        for what, key in (("overlay colour", "held_out_by_colour"), ("kind", "held_out_by_kind")):
+            if result[key] and set(result[key]) != {"?"}:
+                lines += ["", f"Annotated held-out scans flagged at the picked point, per {what} (from the reference):",
+                          "", f"| {what} | flagged |", "|---|---|"]
+                lines += [f"| {k} | {_rate(*v)} |" for k, v in result[key].items()]
+    lines += ["", "## Scan-level ROC", "", "AUC of each scan score (roc.csv holds the curves of the picked "
+              "threshold's score and of the max probability):", "", "| score | AUC, pick half | AUC, held-out half |",
+              "|---|---|---|"]
+    lines += [f"| {k} | {v['pick']:.3f} | {v['held_out']:.3f} |" for k, v in result["auc"].items()]
+    lines += ["", "![ROC on the held-out half](roc.png)" if plotted else
+              "(roc.png not drawn: matplotlib is not installed.)", "",
+              "## Every point on the pick half", "",
+              "| threshold | min area | annotated scans flagged | clean scans flagged | colour-keyed overlays found |",
+              "|---|---|---|---|---|"]
+    for t, a in points:
+        n, mark = pick[(t, a)], " **(picked)**" if (t, a) == best else ""
+        lines.append(f"| {t:g} | {a}{mark} | {_rate(n[0], n[1])} | {_rate(n[2], n[3])} | {_rate(n[4], n[5])} |")
+    if result["unreadable"]:
+        lines += ["", f"{len(result['unreadable'])} unreadable file(s) skipped."]
+    return "\n".join(lines) + "\n"
