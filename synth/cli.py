@@ -318,12 +318,25 @@ def inspect(path, verify, preview, k, digest) -> None:
     "--reflectors/--no-reflectors", default=False, show_default=True,
     help="Add specular reflections and point echoes (as `synth build --phantom-reflectors`).",
 )
-def phantom(n, out, size_px, seed, chrome, reflectors) -> None:
-    """Export procedural B-mode phantom scans as PNG files."""
+@click.option("--annotate", type=click.Choice(KINDS), default=None,
+              help="Paste one annotation of this kind onto each phantom (needs --truth).")
+@click.option("--truth", type=click.Path(path_type=Path), default=None,
+              help="With --annotate: folder for the truth masks (PNG, class ids, same names).")
+def phantom(n, out, size_px, seed, chrome, reflectors, annotate, truth) -> None:
+    """Export procedural B-mode phantom scans as PNG files (optionally annotated, with truth masks)."""
     from synth.phantom import export_phantoms
 
+    if (annotate is None) != (truth is None):
+        raise click.UsageError("--annotate and --truth go together: give both (or neither).")
     paths = export_phantoms(n, out, size_px=size_px, seed=seed, chrome=chrome, reflectors=reflectors)
-    click.echo(f"wrote {len(paths)} phantom scans to {out}")
+    if annotate:
+        from synth.annotate import annotate_folder
+
+        annotate_folder(paths, annotate, out, truth, seed=seed)
+        click.echo(f"wrote {len(paths)} phantom scans with a {annotate} annotation each to {out}, truth masks "
+                   f"to {truth}")
+    else:
+        click.echo(f"wrote {len(paths)} phantom scans to {out}")
 
 
 @main.command("draw-icons")

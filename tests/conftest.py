@@ -34,3 +34,29 @@ def devdata_pumch() -> Path:
     white and grey marks), read in place; skipped or failed like `devdata`."""
     _require(PUMCH / "images")
     return PUMCH
+
+
+LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+
+
+def locked_version(package: str) -> str | None:
+    """The version requirements.lock pins for `package` (None when the lock does not list it)."""
+    for line in LOCK.read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep and name.strip().lower() == package.lower():
+            return version.split()[0]
+    return None
+
+
+def drawing_cause(what_to_do_under_the_lock: str) -> str:
+    """The sentence a test comparing against committed drawings fails with: the installed OpenCV differs from
+    the locked one (the usual cause: 5.1 rasterises some glyphs differently from 5.0), or, under the lock, the
+    drawing code changed."""
+    import cv2
+
+    locked = locked_version("opencv-python-headless")
+    if locked and not locked.startswith(cv2.__version__):
+        return (f"OpenCV {cv2.__version__} is installed, but the committed drawings were made with the locked "
+                f"{locked} (requirements.lock), and OpenCV versions rasterise glyphs differently: install the locked "
+                f"environment with `just setup` (or `pip install -r requirements.lock`) and rerun")
+    return f"under the locked OpenCV {locked}, so the drawing code changed: {what_to_do_under_the_lock}"

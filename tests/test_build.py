@@ -293,3 +293,18 @@ def test_parallel_build_never_calls_the_network(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "version info" not in r.stderr
+
+
+def test_size_estimate_is_measured_and_a_full_disk_is_refused_before_work(tmp_path, monkeypatch):
+    cfg = BuildConfig(kind="radial_line", n=12, size_px=128, n_phantoms=4, shard_size=6)
+    plan = make_plan(cfg)
+    per_sample = build.measure_bytes_per_sample(plan)
+    summary = run_build(plan, tmp_path / "ok")
+    assert abs(summary["estimated_bytes"] - summary["bytes"]) <= 0.25 * summary["bytes"]
+    assert summary["estimated_bytes"] == int(per_sample * 12)
+    # the filesystem's free space is the environment, not the code under test: pretend it is nearly full
+    monkeypatch.setattr(build, "free_bytes", lambda out: 1000)
+    with pytest.raises(BuildError, match=r"has 0\.0 GB free but these 12 samples need about .*--ignore-disk-space"):
+        run_build(plan, tmp_path / "full")
+    assert not list((tmp_path / "full").glob("*.h5"))
+    assert run_build(plan, tmp_path / "forced", check_space=False)["status"] == "complete"

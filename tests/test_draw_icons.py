@@ -102,16 +102,18 @@ def test_redraw_removes_stale_drawn_icons(tmp_path):
 
 
 def test_committed_assets_equal_a_fresh_draw(drawn):
+    from conftest import drawing_cause
+
     committed = DEFAULT_ICON_DIR
     assert (committed / INDEX_NAME).is_file(), f"{committed} has no index; {REGENERATE}"
     assert sorted(_files(committed)) == sorted(_files(drawn)), f"icon files differ; {REGENERATE}"
     for old, new in zip(_index(committed), _index(drawn), strict=True):
         # Another OpenCV build may round an edge pixel differently: allow 1 px in the bar box.
-        assert np.allclose(old.pop("probe_bar", 0), new.pop("probe_bar", 0), atol=1), REGENERATE
-        assert old == new, f"{new['file']}: index entry differs; {REGENERATE}"
+        assert np.allclose(old.pop("probe_bar", 0), new.pop("probe_bar", 0), atol=1), drawing_cause(REGENERATE)
+        assert old == new, f"{new['file']}: index entry differs; {drawing_cause(REGENERATE)}"
         a = cv2.imread(str(committed / old["file"]), cv2.IMREAD_UNCHANGED).astype(int)
         b = cv2.imread(str(drawn / new["file"]), cv2.IMREAD_UNCHANGED).astype(int)
-        assert a.shape == b.shape and np.abs(a - b).max() <= 2, f"{new['file']} differs; {REGENERATE}"
+        assert a.shape == b.shape and np.abs(a - b).max() <= 2, f"{new['file']} differs; {drawing_cause(REGENERATE)}"
 
 
 def test_contact_sheet_shows_every_icon(drawn):
@@ -119,3 +121,15 @@ def test_contact_sheet_shows_every_icon(drawn):
     sheet = draw_icons.contact_sheet(icons, zoom=2, cols=5)
     assert sheet.dtype == np.uint8 and sheet.ndim == 3 and sheet.shape[2] == 3
     assert sheet.shape[1] % (2 * 5) == 0
+
+
+def test_a_drawing_mismatch_names_its_cause(monkeypatch):
+    from conftest import drawing_cause, locked_version
+
+    locked = locked_version("opencv-python-headless")
+    assert locked and locked.count(".") == 3
+    assert "drawing code changed" in drawing_cause(REGENERATE) if cv2.__version__ == locked.rsplit(".", 1)[0] \
+        else "just setup" in drawing_cause(REGENERATE)
+    monkeypatch.setattr(cv2, "__version__", "5.1.0")  # what pip resolved on a machine without the lock
+    text = drawing_cause(REGENERATE)
+    assert "OpenCV 5.1.0 is installed" in text and locked in text and "just setup" in text
