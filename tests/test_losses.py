@@ -203,7 +203,7 @@ def test_soft_seg_target_ramps_across_the_cut_and_keeps_the_hard_mask():
     """--seg-soft: the target tells how far each pixel's change is from the mask rule's cut; at 0.5 it
     is the hard mask exactly, and nothing away from the mask (JPEG ringing) becomes a target."""
     noisy, clean, mask = _soft_case()
-    t = soft_seg_target(noisy, clean, mask, min_diff=8, width=4)
+    t = soft_seg_target(noisy, clean, mask, min_diff=8, width=4, near_px=2)
     assert t.shape == (1, 1, 16, 16) and t.dtype == torch.float32
     assert torch.equal(t[:, 0] >= 0.5, mask > 0)
     assert t[0, 0, 5, 5] == 1.0                     # 40 levels: far over the cut
@@ -211,10 +211,10 @@ def test_soft_seg_target_ramps_across_the_cut_and_keeps_the_hard_mask():
     assert t[0, 0, 8, 5] == pytest.approx(0.4375)   # 7 levels: just under
     assert t[0, 0, 13, 14] == 0.0                   # 30 levels, but off the mask's neighbourhood
     assert t[0, 0, 0, 0] == 0.0
-    wide = soft_seg_target(noisy, clean, mask, min_diff=8, width=16)
+    wide = soft_seg_target(noisy, clean, mask, min_diff=8, width=16, near_px=2)
     assert 0.5 < wide[0, 0, 7, 5] < t[0, 0, 7, 5] and t[0, 0, 8, 5] < wide[0, 0, 8, 5] < 0.5
     with pytest.raises(ValueError, match="positive"):
-        soft_seg_target(noisy, clean, mask, min_diff=8, width=0)
+        soft_seg_target(noisy, clean, mask, min_diff=8, width=0, near_px=2)
 
 
 def test_seg_loss_soft_target_replaces_the_hard_one():
@@ -225,7 +225,7 @@ def test_seg_loss_soft_target_replaces_the_hard_one():
     hard = (mask > 0).float().unsqueeze(1)
     base = torch.where(mask > 0, 6.0, -6.0).unsqueeze(1)
     torch.testing.assert_close(seg_loss(base, mask, soft_target=hard), seg_loss(base, mask))
-    soft = soft_seg_target(noisy, clean, mask, min_diff=8, width=4)
+    soft = soft_seg_target(noisy, clean, mask, min_diff=8, width=4, near_px=2)
 
     def edge_grads(edge_logit, target):
         logits = base.clone()

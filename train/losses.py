@@ -7,10 +7,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from synth.render import FOOTPRINT_DILATE_PX
 from train.config import SEG_DICE
 
-__all__ = ["HUBER_DELTA", "LOSSES", "SOFT_NEAR_PX", "make_loss", "pair_weight", "seg_loss", "soft_seg_target"]
+__all__ = ["HUBER_DELTA", "LOSSES", "make_loss", "pair_weight", "seg_loss", "soft_seg_target"]
 
 HUBER_DELTA = 1.0
 """Huber delta and SmoothL1 beta: PyTorch's default, as in the paper's code. Note that with inputs
@@ -144,24 +143,20 @@ def _soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return (1.0 - (2.0 * inter + smooth) / (denom + smooth)).mean()
 
 
-SOFT_NEAR_PX = FOOTPRINT_DILATE_PX
-"""soft_seg_target gives a non-zero target only this close (Chebyshev pixels) to the hard mask: the
-shard's footprint is the drawn alpha grown by FOOTPRINT_DILATE_PX, and JPEG ringing farther out is
-never annotation."""
-
-
 def soft_seg_target(noisy_a: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, min_diff: int,
-                    width: float) -> torch.Tensor:
+                    width: float, *, near_px: int) -> torch.Tensor:
     """A probability target for `seg` that tells how far each pixel's change is from the mask rule's cut.
 
     The shard's mask marks a pixel when max_c |noisy_a - clean| >= min_diff (synth.render's MASK RULE);
     along a softened stroke edge, pixels that moved min_diff - 1 and min_diff levels look alike in the
     input, yet the hard target calls them 0 and 1. Here the target ramps linearly from 0 to 1 over
     `width` grey levels either side of the cut (at min_diff - 0.5), near the hard mask only
-    (SOFT_NEAR_PX), and stays on the hard mask's side of 0.5 everywhere, so thresholding it at 0.5
+    (`near_px`), and stays on the hard mask's side of 0.5 everywhere, so thresholding it at 0.5
     gives back the hard mask exactly.
 
     noisy_a, clean: (B, 3, H, W) uint8; mask: (B, H, W) class ids (any non-zero is annotation).
+    min_diff, near_px: the shards' mask cut and footprint growth, as their manifest records them
+    (train.loop.shard_mask_rule); JPEG ringing farther than near_px from the hard mask is never annotation.
     Returns (B, 1, H, W) float32 in [0, 1].
     """
     if width <= 0:
@@ -169,8 +164,7 @@ def soft_seg_target(noisy_a: torch.Tensor, clean: torch.Tensor, mask: torch.Tens
     hard = (mask != 0).float().unsqueeze(1)
     diff = (noisy_a.float() - clean.float()).abs().amax(dim=1, keepdim=True)
     ramp = ((diff - (min_diff - 0.5)) / (2.0 * width) + 0.5).clamp(0.0, 1.0)
-    k = 2 * SOFT_NEAR_PX + 1
-    near = F.max_pool2d(hard, k, stride=1, padding=SOFT_NEAR_PX)
+    near = F.max_pool2d(hard, 2 * near_px + 1, stride=1, padding=near_px)
     below = 0.5 - 0.25 / width  # the ramp one level under the cut: where the mask says 0, stay below 0.5
     return torch.where(hard > 0, ramp.clamp(min=0.5 + 0.25 / width), ramp.clamp(max=below) * near)
 

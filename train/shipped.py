@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from train.loop import TrainError
+from train.checkpoint import TrainError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DETECTOR = WEIGHTS_DIR / "detector.pt"
