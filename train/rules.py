@@ -98,7 +98,7 @@ def load_rules(path: str | Path, known_kinds: list[str] | None = None) -> list[R
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise RulesError(f"{path}: TOML syntax error: {e}. Fix that line (see docs/examples/rules.toml).") from e
+        raise RulesError(f"{path}: TOML syntax error: {e}. Fix it (see docs/examples/rules.toml).") from e
     extra = sorted(set(doc) - {"rule"})
     if extra:
         line = _line_of(text, 1, None, extra[0])
