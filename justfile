@@ -75,24 +75,52 @@ gpu-512: setup
         SEG_ARGS="--time-limit 180 --clip-grad 1" DEADLINE=545 RESULTS=out/gpu_512 REPORTS=reports/gpu_512 \
         PY={{py}} bash bench/gpu_session.sh
 
-# the main job end to end on phantoms and shipped icons (~12 min on 2 cores): shards, N2N/N2C/seg models, table, figure
+# the main job end to end on phantoms and shipped icons (~12 min on 2 cores): shards, N2N/N2C/seg models, their table
+# against the committed reference, and held-out annotated and clean phantom scans cleaned and scored; all under out/demo
 demo: setup
     #!/usr/bin/env bash
     set -euo pipefail
     s=out/demo/shards r=out/demo/runs
-    {{bin}}/synth phantom --n 6 --out out/demo/phantoms --size 384
+    {{bin}}/synth phantom --n 6 --size 384 --seed 21 --out out/demo/scans/clean
+    {{bin}}/synth phantom --n 6 --size 384 --seed 22 --annotate body_marker --truth out/demo/truth/annotated \
+        --out out/demo/scans/annotated
     {{bin}}/synth build --type body_marker --n 2048 --size 256 --shard-size 256 --workers 2 --out $s/train
     {{bin}}/synth build --type body_marker --n 64 --size 256 --shard-size 64 --seed 1 --out $s/val
     {{bin}}/synth build --type body_marker --n 128 --size 256 --shard-size 128 --seed 2 --out $s/test
-    {{bin}}/synth inspect $s/train --verify --preview reports/demo/preview_body_marker.png --k 4
+    {{bin}}/synth inspect $s/train --verify --preview out/demo/preview_body_marker.png --k 4
+    k=0
     for mode in n2n n2c seg; do
+        k=$((k + 1))
         {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu --mode $mode --crop 128 --samples 4096 \
-            --out $r/$mode
+            --label "demo $k/3" --out $r/$mode
     done
-    {{bin}}/train compare --shards $s/test --out reports/demo --title "body_marker, 256 px, 4096 training windows per model" \
+    {{bin}}/train compare --shards $s/test --out out/demo/report --title "body_marker, 256 px, 4096 training windows per model" \
         --run N2N=$r/n2n/best.pt --run N2C=$r/n2c/best.pt --run SEG=$r/seg/best.pt \
-        --run "SEG+N2N=$r/seg/best.pt+$r/n2n/best.pt"
-    {{bin}}/train apply --checkpoint $r/seg/best.pt --fill $r/n2n/best.pt out/demo/phantoms --out out/demo/applied
+        --run "SEG+N2N=$r/seg/best.pt+$r/n2n/best.pt" --reference reports/demo/table.json
+    {{bin}}/train apply --checkpoint $r/seg/best.pt --fill $r/n2n/best.pt out/demo/scans --out out/demo/applied
+    {{bin}}/train score-apply out/demo/applied --truth out/demo/truth
+    echo "demo: everything is in out/demo (report/table.md, report/figure.png, applied/score/panels.png)"
+
+# the ready model shipped in train/weights (~70 min on 2 cores): one multi-kind detector and its N2N filler, trained
+# only on built-in phantoms (with scanner chrome and bright reflectors, never masked) and the shipped icons, with
+# annotations of any colour (--palette any); then its per-kind Dice on held-out phantoms into docs/model_card/
+release-model SEG_WINDOWS="65536" FILL_WINDOWS="8192" SEG_SECONDS="3000": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    o=out/release s=out/release/shards
+    common="--type mixed --palette any --phantom-chrome --phantom-reflectors --size 512"
+    {{bin}}/synth build $common --n 1536 --shard-size 128 --workers 2 --out $s/train
+    {{bin}}/synth build $common --n 64 --shard-size 64 --seed 1 --out $s/val
+    {{bin}}/synth build $common --n 128 --shard-size 128 --seed 2 --out $s/test
+    {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu --mode seg --width 16 --full-skip --clip-grad 1 \
+        --crop 128 --hard-negatives 0.25 --samples {{SEG_WINDOWS}} --time-limit {{SEG_SECONDS}} --label "release 1/2" \
+        --out $o/runs/seg
+    {{bin}}/train run --shards $s/train --val-shards $s/val --preset cpu --mode n2n --width 16 --crop 128 \
+        --samples {{FILL_WINDOWS}} --label "release 2/2" --out $o/runs/n2n
+    {{bin}}/train export $o/runs/seg/best.pt train/weights/detector.pt
+    {{bin}}/train export $o/runs/n2n/best.pt train/weights/filler.pt
+    {{bin}}/train compare --shards $s/test --out docs/model_card/phantom_test --title "shipped model, held-out phantoms, 512 px" \
+        --run "detector=train/weights/detector.pt" --run "detector+filler=train/weights/detector.pt+train/weights/filler.pt"
 
 # the paper's study (Tables I-VIII, Figs. 3-6): `just study` on a GPU (est. 47-67 min on an H200), `just study --quick` on a CPU (<30 min)
 study *ARGS: setup

@@ -72,6 +72,7 @@ class BuildConfig:
     phantom_chrome: bool = False   # the scanner's text, logos and bars on the phantoms (synth/chrome.py)
     phantom_reflectors: bool = False  # crisp specular reflections and point echoes in the phantoms' tissue
     icons: str | None = None       # icon folder; None = assets/annotation_icons
+    palette: str = "measured"      # annotation colours: as measured on the dev scans, or "any" (RenderOptions)
     placement: str = "anywhere"
     soften: bool = True
     augment: bool = True
@@ -124,7 +125,7 @@ def validate(cfg: BuildConfig) -> None:
 def render_options(cfg: BuildConfig):
     from synth.render import RenderOptions
 
-    return RenderOptions(placement=cfg.placement, soften=cfg.soften)
+    return RenderOptions(placement=cfg.placement, soften=cfg.soften, palette=cfg.palette)
 
 
 def rendering_libraries() -> dict[str, str]:
@@ -175,6 +176,8 @@ def make_plan(cfg: BuildConfig, skip_bad: bool = False, progress=None) -> BuildP
         if not params[option]:  # builds from before the option keep their fingerprint (and resume)
             del params[option]
     params["render"] = dataclasses.asdict(render_options(cfg))
+    if cfg.palette == "measured":  # builds from before the option keep their parameters
+        del params["palette"], params["render"]["palette"]
     params["augment_options"] = dataclasses.asdict(AugmentOptions(enabled=cfg.augment))
     libraries = rendering_libraries()
     code = drawing_code_sha256()

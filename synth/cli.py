@@ -75,6 +75,9 @@ def main() -> None:
 @click.option(
     "--placement", type=click.Choice(["anywhere", "edges"]), default="anywhere", help="Where body markers may go."
 )
+@click.option("--palette", type=click.Choice(["measured", "any"]), default="measured",
+              help="Annotation colours: as measured on the development scans (mostly yellow calipers), or any: "
+              "white, grey, yellow, green, cyan alike, Philips-style crosses, solid lines (shape, not colour).")
 @click.option("--soften/--no-soften", default=True, help="Capture softening: chroma blur + JPEG round trip.")
 @click.option("--augment/--no-augment", default=True, help="Seeded flips, brightness/contrast, gamma, affine.")
 @click.option("--skip-bad", is_flag=True, help="Leave unreadable clean scans out (counted) instead of stopping.")
@@ -100,6 +103,7 @@ def build(
     compression,
     part,
     placement,
+    palette,
     soften,
     augment,
     skip_bad,
@@ -144,6 +148,7 @@ def build(
                 phantom_reflectors=phantom_reflectors,
                 icons=str(icons) if icons else None,
                 placement=placement,
+                palette=palette,
                 soften=soften,
                 augment=augment,
             )

@@ -126,6 +126,9 @@ def _luma(colour: np.ndarray) -> np.ndarray:
 # options
 
 
+PALETTES = ("measured", "any")
+
+
 @dataclass(frozen=True)
 class RenderOptions:
     """Rendering settings; JSON-serialisable (dataclasses.asdict goes into the shard attributes).
@@ -144,6 +147,10 @@ class RenderOptions:
         ~2.5 ms at 512 px, and leaves far-away background as given).
     avoid_tries: redraws of draw B while it overlaps draw A before an overlap is accepted.
     max_redraws: redraws of a draw whose mask is smaller than MIN_MASK_PX before giving up.
+    palette: "measured": the colours and caliper styles measured on the GE/Mindray development scans
+        (mostly yellow calipers); "any": shape, not colour: calipers, labels and body markers in white, light
+        grey, yellow, green or cyan alike (ANY_COLOURS), Philips-style small outlined crosses without a
+        line, and solid as well as dotted measurement lines (docs/annotations.md).
     """
 
     placement: str = "anywhere"
@@ -155,10 +162,13 @@ class RenderOptions:
     jpeg_scope: str = "image"
     avoid_tries: int = 6
     max_redraws: int = 20
+    palette: str = "measured"
 
     def __post_init__(self) -> None:
         if self.placement not in ("anywhere", "edges"):
             raise ValueError(f"placement must be 'anywhere' or 'edges', not {self.placement!r}")
+        if self.palette not in PALETTES:
+            raise ValueError(f"palette must be one of {', '.join(PALETTES)}, not {self.palette!r}")
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range must satisfy 0 < lo <= hi, got {self.scale_range}")
@@ -575,6 +585,26 @@ def _yellow(rng) -> tuple[int, int, int]:
     return (255, int(rng.integers(246, 256)), int(rng.integers(0, 60)))
 
 
+ANY_COLOURS = ("white", "grey", "yellow", "green", "cyan")
+ANY_WEIGHTS = (0.3, 0.25, 0.25, 0.1, 0.1)
+"""palette="any": overlay colours and their shares. White (245-255) and light grey (185-235) are what the
+Philips and GE LOGIQ scans of the second development set draw (its README: 250-255 and 224-225); yellow,
+green and cyan are the GE Voluson, cursor and Toshiba colours."""
+
+
+def _any_colour(rng) -> tuple[int, int, int]:
+    name = _pick(rng, ANY_COLOURS, ANY_WEIGHTS)
+    if name == "white":
+        v = int(rng.integers(245, 256))
+        return (v, v, v)
+    if name == "grey":
+        v = int(rng.integers(185, 236))
+        return (v, v, v)
+    if name == "yellow":
+        return _yellow(rng)
+    return CURSOR_GREEN if name == "green" else CURSOR_CYAN
+
+
 # --------------------------------------------------------------------------------------------------
 # body_marker
 
@@ -633,7 +663,9 @@ def sample_body_marker(
     scale = max(scale, min(8.0, limit) / max(ih, iw))
     angle = float(rng.uniform(-15, 15))
     u = rng.random()
-    if u < 0.55:
+    if opts.palette == "any":
+        colour = _any_colour(rng)
+    elif u < 0.55:
         v = int(rng.integers(225, 256))
         colour = (v, v, v)
     elif u < 0.85:
@@ -804,6 +836,16 @@ _CALIPER_STYLES = {
         "cap": 13.0,
         "offsets": ((10.0, -18.0), (10.0, 17.0)),
     },
+    "philips": {  # small '+'/'x' with a gap at the centre, a 1 px dark outline and no line between the points
+        "r0": 1.5,
+        "r1": 4.5,
+        "width": 1.0,
+        "shadow": 0.0,
+        "period": 0.0,
+        "dot": 1.0,
+        "cap": 12.0,
+        "offsets": ((8.0, -12.0), (8.0, 12.0)),
+    },
     "mindray": {
         "r0": 0.0,
         "r1": 6.7,
@@ -900,9 +942,14 @@ def sample_radial_line(
 ) -> RadialLineParams:
     """Caliper pairs as measured on GE Voluson / Mindray scans (ANNOTATION_STATS section 1)."""
     s = _scale(rng, w, opts)
-    style = _pick(rng, ["ge", "ge_large", "mindray"], [0.62, 0.15, 0.23])
+    if opts.palette == "any":
+        style = _pick(rng, ["ge", "ge_large", "mindray", "philips"], [0.3, 0.1, 0.2, 0.4])
+    else:
+        style = _pick(rng, ["ge", "ge_large", "mindray"], [0.62, 0.15, 0.23])
     st = _CALIPER_STYLES[style]
-    if style == "mindray":
+    if opts.palette == "any":
+        colour = _any_colour(rng)
+    elif style == "mindray":
         v = int(rng.integers(200, 236))
         colour = _pick(rng, [(v, v, v), CURSOR_GREEN, CURSOR_CYAN], [0.8, 0.1, 0.1])
     else:
@@ -915,7 +962,7 @@ def sample_radial_line(
     size = s if rng.random() < 0.6 else s * float(rng.uniform(0.85, 1.15))
     r0, r1, width = st["r0"] * size, st["r1"] * size, max(0.5, st["width"] * size)
     shadow = st["shadow"] * s
-    glyph = "x" if rng.random() < 0.15 else "+"
+    glyph = "x" if rng.random() < (0.4 if style == "philips" else 0.15) else "+"
     if style == "mindray":
         v = int(rng.integers(155, 185))
         dot_colour = (v, v, v + 1)
@@ -924,7 +971,9 @@ def sample_radial_line(
     else:
         dot_colour = colour
     period = st["period"] * s * float(rng.uniform(0.96, 1.04))
-    icon = _caliper_icon(rng, icons, style, glyph)
+    if opts.palette == "any" and period > 0 and rng.random() < 0.2:
+        period = st["dot"] * s  # dots one dot apart: a solid line
+    icon = _caliper_icon(rng, icons, style, glyph) if style != "philips" else None
     n_pairs = int(_pick(rng, [1, 2, 3], [0.5, 0.42, 0.08]))
     margin = r1 + width + shadow + 2
     pairs: list[CaliperPair] = []
@@ -1048,6 +1097,8 @@ def _draw_cross(p: RadialLineParams, layer: Layer, cx: float, cy: float, cid: in
                 ras.polyline([(cx - sx * d1, cy - sy * d1), (cx + sx * d1, cy + sy * d1)], False, 2 * hw)
             else:
                 ras.polyline([(cx + sx * d0, cy + sy * d0), (cx + sx * d1, cy + sy * d1)], False, 2 * hw)
+    if p.style == "philips":  # the 1 px dark outline that keeps a white cross readable on bright tissue
+        layer.add(ras.x0, ras.y0, ras.dilated_alpha(max(1.0, p.scale)), (16, 16, 16), cid)
     layer.add_raster(ras, p.colour, cid, p.shadow_px, p.shadow_opacity)
     if p.centre_dim > 0:
         dim = _Raster(ras.x0, ras.y0, ras.x0 + ras.w, ras.y0 + ras.h)
@@ -1076,7 +1127,7 @@ def _draw_readout(r: Readout, layer: Layer, cid: int) -> None:
 def draw_radial_line(params: RadialLineParams, layer: Layer, icons: IconSet | None = None) -> None:
     """Pure: dotted lines (centre to centre), then crosses on top, numbers, readout (class radial_line)."""
     p, cid = params, CLASS_IDS["radial_line"]
-    for pair in p.pairs:
+    for pair in p.pairs if p.dot_period_px > 0 else ():
         dots = _dots_on_segment(pair.x0, pair.y0, pair.x1, pair.y1, p.dot_period_px)
         angle = abs(math.degrees(em.atan2(pair.y1 - pair.y0, pair.x1 - pair.x0))) % 180
         near_h = angle < 30 or angle > 150
@@ -1686,6 +1737,8 @@ def sample_text(
         cap, bold, colour = float(rng.uniform(12, 24)) * s, bool(rng.random() < 0.5), (v, v, v)
         outline = (1.0 * s) if rng.random() < 0.3 else 0.0
         font = _pick(rng, list(TEXT_FONTS), [0.6, 0.3, 0.1])
+    if opts.palette == "any":
+        colour = _any_colour(rng)
     colour = _jitter(rng, colour, 0.03)
     cap = float(np.clip(cap, 6.0, 0.12 * h))
     n = int(_pick(rng, [1, 2, 3], [0.7, 0.25, 0.05]))

@@ -572,3 +572,18 @@ def score_apply(applied, truth, out) -> None:
                f"missed, {'-' if mean is None else f'{mean:.0%}'} of each found mark removed on average, "
                f"{s['false_marks']} false marks; clean scans flagged: {s['clean_flagged']}/{s['clean_scans']}")
     click.echo(f"report and panels in {out or Path(applied) / 'score'}")
+
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def export_(checkpoint, out) -> None:
+    """Write CHECKPOINT cut down to what `apply`/`eval` need (no optimiser or resume state) to OUT."""
+    from train.checkpoint import TrainError
+    from train.export import export
+
+    try:
+        r = export(checkpoint, out)
+    except TrainError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {out}: {r['bytes'] / 1e6:.1f} MB, {r['params'] / 1e6:.2f} M parameters")
