@@ -6,11 +6,12 @@ encoders, fcn on resnet101), measured side by side in one run on this machine:
 2. FLOPs of one training step per 256 px window (forward + backward, torch.utils.flop_counter);
 3. seconds per 256 px window of a CPU training step (batch 2, fp32, L1, AdamW), after a warm-up step.
 
-Then the study runs already made on the H200 (`reports/study/runs/*/`: the median windows/s logged within
+Then the study runs already made on the H200 (--runs, the study's OUT/runs or REPORT/runs, which are
+regenerated and not committed: the median windows/s logged within
 steps, and the seconds of training) give, for the models they cover, the TFLOP/s the card reached. Those
 differ between models, so a model not yet run is priced as a range: its FLOPs at the best and at the worst
-rate seen, plus what a run spends outside its steps. Writes bench/results/models.md.
-Usage: python bench/bench_models.py [--steps 3]
+rate seen, plus what a run spends outside its steps; without such runs, only the CPU columns. Writes
+bench/results/models.md. Usage: python bench/bench_models.py [--steps 3] [--runs reports/study/runs]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from train.models import MODELS, count_parameters, create_model  # noqa: E402
 from train.study import PLANS, Run, run_config, study_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = ROOT / "reports" / "study" / "runs"
+RUNS = ROOT / "reports" / "study" / "runs"  # where `just study` keeps them (git-ignored)
 WINDOW = 256  # the full plan's training window (crop)
 EVAL_S = 20.0  # evaluation per run on the card, as measured in the fourth and fifth sessions (README)
 
@@ -73,11 +74,11 @@ def cpu_seconds_per_window(model: torch.nn.Module, steps: int, batch: int = 2) -
     return (time.perf_counter() - t0) / (steps * batch)
 
 
-def card_runs(every: list[Run]) -> dict[str, list[tuple[float, float]]]:
+def card_runs(every: list[Run], runs_dir: Path = RUNS) -> dict[str, list[tuple[float, float]]]:
     """model -> (median windows/s logged within steps, seconds of training) of each study run on the card."""
     by_name = {r.name: r for r in every}
     runs = collections.defaultdict(list)
-    for result in sorted(RUNS.glob("*/result.json")):
+    for result in sorted(runs_dir.glob("*/result.json")):
         model = by_name[result.parent.name].model
         rows = [json.loads(line) for line in (result.parent / "stats.jsonl").read_text().splitlines()]
         img_s = [r["img_s"] for r in rows if "img_s" in r][1:]  # the first row holds start-up
@@ -89,6 +90,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3, help="timed CPU steps per model (after one warm-up)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "models.md"))
+    ap.add_argument("--runs", type=Path, default=RUNS,
+                    help="finished study runs on the card (train study's OUT/runs or REPORT/runs)")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
@@ -101,7 +104,21 @@ def main() -> None:
 
     samples = PLANS["full"].samples
     every = study_runs(PLANS["full"])
-    card = card_runs(every)
+    card = card_runs(every, args.runs)
+    if not card:  # nothing measured on a card: the CPU and FLOP columns only
+        rows = [[f"`{m}`", f"{v['params'] / 1e6:.1f} M", f"{v['gflops']:.1f}",
+                 f"{v['gflops'] / per_model['n2n_unet']['gflops']:.2f}x", f"{v['cpu_s']:.2f}",
+                 f"{v['cpu_s'] / per_model['n2n_unet']['cpu_s']:.2f}x"] for m, v in per_model.items()]
+        text = "\n\n".join([
+            "# What the full study's models cost (`bench/bench_models.py`)",
+            __doc__.split("\n\n", 1)[1].strip(),
+            f"Machine: {machine()}; torch {torch.__version__}. No finished study runs in {args.runs}, so no card "
+            "prices: run `just study` on a GPU, or pass --runs OUT/runs of one.",
+            table(["model", "parameters", "GFLOPs per window (fwd + bwd)", "vs n2n_unet", "CPU s per window",
+                   "vs n2n_unet"], rows)]) + "\n"
+        Path(args.out).write_text(text)
+        print(text)
+        return
     rate = {m: statistics.median(r for r, _ in v) for m, v in card.items()}
     # a run's training time = its steps (samples / rate) + what is outside them (validations, loader start-up)
     outside = statistics.median(s - samples / r for v in card.values() for r, s in v)
@@ -125,7 +142,7 @@ def main() -> None:
                      f"{rate[m]:,.0f} ({len(card[m])} runs)" if m in card else "not run",
                      f"{lo:.0f} measured" if m in card else f"{lo:.0f}-{hi:.0f} est."])
 
-    left = collections.Counter(r.model for r in every if not (RUNS / r.name / "result.json").exists())
+    left = collections.Counter(r.model for r in every if not (args.runs / r.name / "result.json").exists())
 
     def total(runs) -> tuple[float, float]:
         lo = sum(n * (train_s(m)[0] + EVAL_S) for m, n in runs.items())

@@ -5,7 +5,8 @@ Tables III-IV: the loss functions on n2n_unet (N2N, body_marker). Tables V-VIII:
 on radial_line and vascular_flow. Figures 3-6: loss curves and input | N2C | N2N | truth per kind.
 
 Every run lives in OUT/runs/<name>; rerunning the command skips finished runs and resumes a killed one,
-so a long GPU study can be stopped and restarted. Shards are built once into OUT/shards.
+so a long GPU study can be stopped and restarted: keep OUT (or a copy of REPORT, see CARRIED) to continue.
+Shards are built once into OUT/shards. docs/study.md says how to run it and what it found.
 """
 
 from __future__ import annotations
@@ -192,8 +193,9 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
 
 
 CARRIED = ("result.json", "test_eval.json", "stats.jsonl")
-"""What of a finished run goes into REPORT/runs/NAME (about 100 kB), so that a study cut short on one leased
-machine continues on the next, which starts bare: the tables, results and Fig. 3 need nothing else."""
+"""What of a finished run goes into REPORT/runs/NAME (about 100 kB): a study continues from its OUT folder, or,
+on a machine that starts bare, from a copy of REPORT alone (the tables, results and Fig. 3 need nothing else).
+REPORT/runs is regenerated, not committed (git-ignored under reports/)."""
 
 
 def copy_carried(src: Path, dst: Path) -> None:
