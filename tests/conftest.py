@@ -60,3 +60,35 @@ def drawing_cause(what_to_do_under_the_lock: str) -> str:
                 f"{locked} (requirements.lock), and OpenCV versions rasterise glyphs differently: install the locked "
                 f"environment with `just setup` (or `pip install -r requirements.lock`) and rerun")
     return f"under the locked OpenCV {locked}, so the drawing code changed: {what_to_do_under_the_lock}"
+
+
+SHARDS_SIZE_PX = 64
+"""Image size of the `shards` fixture's samples."""
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory) -> Path:
+    """Tiny body_marker shards shared by the train, data, infer and report tests: train/ (16 samples in
+    shards of 4) and val/ (6), SHARDS_SIZE_PX square, on 3 phantoms. Built once per session; read only."""
+    from synth.build import BuildConfig, make_plan, run_build
+
+    root = tmp_path_factory.mktemp("shards")
+    for name, seed, n in (("train", 0, 16), ("val", 1, 6)):
+        cfg = BuildConfig(kind="body_marker", n=n, size_px=SHARDS_SIZE_PX, shard_size=4, seed=seed, n_phantoms=3)
+        run_build(make_plan(cfg), root / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def runs(shards, tmp_path_factory) -> Path:
+    """Tiny trained runs on `shards` with validation: n2n/, seg/ and seg2/ (another seed, for ensembles)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from train.config import TrainConfig
+    from train.loop import train_run
+
+    root = tmp_path_factory.mktemp("runs")
+    for name, mode, seed in (("n2n", "n2n", 0), ("seg", "seg", 0), ("seg2", "seg", 1)):
+        train_run(TrainConfig(shards=str(shards / "train"), out=str(root / name), val_shards=str(shards / "val"),
+                              preset="cpu", width=8, batch_size=2, samples=8, crop=32, mode=mode, val_samples=6,
+                              seed=seed))
+    return root

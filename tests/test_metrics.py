@@ -55,8 +55,22 @@ def test_gray_is_bt601():
         gray(np.zeros((4, 4, 2)))
 
 
-def test_constants_are_sane():
-    assert 0 < DEFAULT_THRESHOLD < 255 and DEFAULT_MIN_AREA >= 1
+def test_default_cut_drops_lone_pixels_and_keeps_a_caliper_dot_with_its_shadow():
+    """The defaults `apply` and `eval` use: a residual of exactly DEFAULT_THRESHOLD grey levels is annotation
+    (the cut is >=, as in the shard mask rule) and one level less is not; a lone such pixel (network noise on
+    speckle) is dropped by DEFAULT_MIN_AREA, while the smallest real mark, a 1 px caliper dot with its 1 px
+    diagonal drop shadow (2 px, 8-connected), is kept."""
+    out = np.full((12, 12, 3), 100, np.uint8)
+    inp = out.copy()
+    inp[2, 2, 1] = 100 + int(DEFAULT_THRESHOLD)  # a lone pixel at the cut, in one channel
+    inp[7, 7] = 255  # a caliper dot...
+    inp[8, 8] = 0  # ...and its diagonal shadow
+    assert residual_mask(inp, out, min_area=1)[2, 2], "at the threshold is annotation"
+    mask = residual_mask(inp, out)
+    assert not mask[2, 2] and mask[7, 7] and mask[8, 8] and mask.sum() == 2
+    inp[2, 2, 1] -= 1
+    assert not residual_mask(inp, out, min_area=1)[2, 2], "one level under the threshold is not"
+    assert DEFAULT_MIN_AREA == 2
 
 
 def test_residual_mask_is_two_sided_and_never_wraps():
