@@ -145,8 +145,8 @@ def test_inventory_labels_each_component_by_its_dominant_kind():
 
 def test_rules_give_each_image_a_verdict_and_count_failures(detector, scans, tmp_path):
     rules = tmp_path / "rules.toml"
-    rules.write_text('[[rule]]\nname = "marker everywhere"\nrequire = ["body_marker"]\n\n'
-                     '[[rule]]\nname = "research export"\nmatch.path = "*research/*"\nforbid = ["radial_line", "text"]\n')
+    rules.write_text('[[rule]]\nname = "marker everywhere"\nrequire = ["body_marker"]\n\n[[rule]]\n'
+                     'name = "research export"\nmatch.path = "*research/*"\nforbid = ["radial_line", "text"]\n')
     out = tmp_path / "audit"
     r = run_audit(AuditConfig(out=str(out), checkpoints=(str(detector),)), [scans], load_rules(rules))
     by_rule = {x["rule"]: x for x in r["rules"]}

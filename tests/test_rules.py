@@ -48,9 +48,10 @@ def test_verdicts_require_forbid_allow_and_min_confidence():
     rules = load_rules(EXAMPLE)
     paths = ("/a/research/x.dcm", "research/x.dcm")
     assert check(rules, MARKER, paths, BREAST) == ("pass", [], ["breast: body marker required",
-                                                               "research folder: no calipers or text"])
-    verdict, failures, _ = check(rules, {}, paths, BREAST)
+                                                               "research folder: no calipers or text"], [])
+    verdict, failures, _, failed = check(rules, {}, paths, BREAST)
     assert verdict == "fail" and failures == ["breast: body marker required: missing body_marker"]
+    assert failed == ["breast: body marker required"]
     # a caliper at confidence 0.4 is under the folder rule's min_confidence 0.6: it does not count there
     assert check(rules, {**MARKER, **CALIPER}, paths, BREAST)[0] == "pass"
     strong = {"radial_line": {"confidence": 0.8}, "text": {"confidence": 0.9}}
@@ -59,7 +60,7 @@ def test_verdicts_require_forbid_allow_and_min_confidence():
     thyroid = {"StudyDescription": "THYROID LEFT"}
     assert check(rules, {"vascular_flow": {"confidence": 1.0}}, ("t.dcm",), thyroid)[1] == [
         "thyroid: only body marker and calipers: has vascular_flow (not allowed)"]
-    assert check(rules, MARKER, ("t.png",), None) == ("unmatched", [], [])
+    assert check(rules, MARKER, ("t.png",), None) == ("unmatched", [], [], [])
 
 
 def test_dicom_keywords_work_as_match_keys(tmp_path):

@@ -354,11 +354,8 @@ def records(out: Path, rules: list[Rule] | None) -> tuple[list[dict], list[dict]
         by_keyword = None if dicom is None else _by_keyword(dicom)
         for fr in entry["frames"]:
             rec = {"file": entry["file"], "rel": entry["rel"], **fr, "dicom": dicom}
-            if rules:
-                rec["verdict"], rec["failures"], rec["rules"] = check(rules, fr["kinds"], (entry["file"], entry["rel"]),
-                                                                      by_keyword)
-            else:
-                rec["verdict"], rec["failures"], rec["rules"] = "unmatched", [], []
+            verdict = check(rules or [], fr["kinds"], (entry["file"], entry["rel"]), by_keyword)
+            rec["verdict"], rec["failures"], rec["rules"], rec["failed_rules"] = verdict
             rows.append(rec)
     rows.sort(key=lambda r: (r["file"], r["frame"] or 0))
     return rows, bad
@@ -377,7 +374,7 @@ def summarize(rows: list[dict], bad: list[dict], rules: list[Rule] | None, kinds
     for row in rows:
         for name in row["rules"]:
             per_rule[name]["matched"] += 1
-        for name in {f.split(": ", 1)[0] for f in row["failures"]}:
+        for name in row["failed_rules"]:
             per_rule[name]["failed"] += 1
     return {
         "images": len(rows),

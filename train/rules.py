@@ -215,13 +215,17 @@ def violations(rule: Rule, kinds: dict[str, dict]) -> list[str]:
 
 
 def check(rules: list[Rule], kinds: dict[str, dict], paths: tuple[str, ...], dicom: dict[str, str] | None
-          ) -> tuple[str, list[str], list[str]]:
-    """(verdict, failures as 'RULE: reason', names of the rules that matched) for one image or frame."""
-    matched, failures = [], []
+          ) -> tuple[str, list[str], list[str], list[str]]:
+    """(verdict, failures as 'RULE: reason', names of the rules that matched, names of those that failed) for
+    one image or frame."""
+    matched, failed, failures = [], [], []
     for rule in rules:
         if not matches(rule, paths, dicom):
             continue
         matched.append(rule.name)
-        failures += [f"{rule.name}: {why}" for why in violations(rule, kinds)]
+        why = violations(rule, kinds)
+        if why:
+            failed.append(rule.name)
+            failures += [f"{rule.name}: {w}" for w in why]
     verdict = "unmatched" if not matched else ("fail" if failures else "pass")
-    return verdict, failures, matched
+    return verdict, failures, matched, failed
