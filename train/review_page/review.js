@@ -19,7 +19,8 @@
     const s = D.summary;
     $("about").textContent = s.images + " images from " + s.files + " files" +
       (s.unreadable ? " (" + s.unreadable + " unreadable)" : "") + " · " + s.annotated + " with annotation · detector " +
-      D.detector + " · threshold " + D.threshold + (D.rules ? " · rules " + D.rules : "") + " · " + D.generated;
+      D.detector.split(" + ").map((p) => p.split("/").pop()).join(" + ") + " · threshold " + D.threshold + (D.rules ? " · rules " + D.rules : "") + " · " + D.generated;
+    $("about").title = "detector: " + D.detector;
     $("legend").innerHTML = D.kinds.map((k) => '<span><i style="background:' + rgb(k) + '"></i>' + esc(k) + " " +
       s.kinds[k] + "</span>").join("");
     if (s.rules.length) {
