@@ -37,7 +37,7 @@ from train.study import PLANS, Run, run_config, study_runs  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "reports" / "study" / "runs"  # where `just study` keeps them (git-ignored)
 WINDOW = 256  # the full plan's training window (crop)
-EVAL_S = 20.0  # evaluation per run on the card, as measured in the fourth and fifth sessions (README)
+EVAL_S = 20.0  # evaluation per run on the card, as measured on an H200 (docs/study.md)
 
 
 def study_model(name: str) -> torch.nn.Module:

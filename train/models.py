@@ -421,7 +421,7 @@ class FCNModel(Model):
 
 class ResidualWrapper(Model):
     """Global residual: output = input + net(input), with the net's last conv zero-initialised, so the
-    model starts as the identity and learns only the correction (see DESIGN.md, the identity trap).
+    model starts as the identity and learns only the correction (docs/design.md, the identity trap).
 
     Needs in_channels == out_channels. Shapes and size rule are the wrapped model's.
     """

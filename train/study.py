@@ -60,9 +60,8 @@ clock = time.monotonic  # the --minutes time box reads this (a test advances it)
 
 PLANS: dict[str, StudyPlan] = {
     # one H100/H200: 8 models x 2 modes x 2 norms + 7 losses + 4 other-kind runs = 43 runs of 16384 samples at
-    # 512 px (256 px windows, bf16). On an H200 the 14 runs made took 30-71 s of training each; the other models
-    # priced by their FLOPs at the rates those runs reached (bench/bench_models.py): 47-67 min in all.
-    # 10 loader workers: with 6, the first two runs on an H200 (16 cores) waited on data 63 % of the time
+    # 512 px (256 px windows, bf16); cost per model in bench/results/models.md, timings in docs/study.md.
+    # 10 loader workers: with 6, an H200 waited on data most of the time
     "full": StudyPlan(size=512, n_train=8192, n_val=64, n_test=256, samples=16384, batch_size=16, preset="fast",
                       widths={}, encoder=None, fcn_backbone="resnet101", crop=256, amp="bf16", workers=10,
                       build_workers=12, smn_models=tuple(MODELS),

@@ -1,4 +1,4 @@
-"""How much Dice can a detector lose to the mask rule alone? Writes bench/results/mask_ceiling.md.
+"""How much Dice can a detector lose to the mask rule alone? Writes studies/mask_edge/results/mask_ceiling.md.
 
 The truth mask marks a pixel when capture softening left it at least MASK_MIN_DIFF (8) grey levels away
 from the clean scan (synth/render.py, MASK RULE). Strokes are thin and their JPEG-softened edges fade
@@ -12,18 +12,21 @@ recipe's held-out test samples (seed 2, 128 samples, 256 px, built-in phantoms: 
   by Gaussian noise of sigma 1, 2 or 4 grey levels (a detector can do no better than its estimate of
   how far a pixel moved).
 
-    python bench/mask_ceiling.py            # ~1 min on 2 cores
+    python studies/mask_edge/mask_ceiling.py            # ~1 min on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 from analyze_errors import boundary_band
-from common import machine, table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/common.py
+from common import machine, table  # noqa: E402
 
 from synth.build import BuildConfig, SampleMaker, make_plan
 from synth.render import MASK_MIN_DIFF, mask_rule

@@ -6,18 +6,20 @@ them on the held-out test shards (`train compare`). This script only reads those
 summary: mean ± standard deviation over seeds per level, and each level's paired difference from the hard
 targets of the same seed:
 
-    python bench/seg_soft.py --kinds radial_line body_marker --levels 0 2 4 8 --seeds 0 1 2 3
+    python studies/seg_soft/seg_soft.py --kinds radial_line body_marker --levels 0 2 4 8 --seeds 0 1 2 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from common import spread, table, write_summary
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/common.py
+from common import spread, table, write_summary  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).parent / "results" / "seg_soft.md"
 MEASURES = (("dice", "Dice", ".4f"), ("iou", "IoU", ".4f"), ("psnr_hvsm", "PSNR-HVS-M (inpainted)", ".2f"))
 

@@ -9,18 +9,20 @@ tissue (`train compare`), and on the real development scans the overlays found a
 (`train check-real --sweep`: held-out half, at the run's own threshold and at the point picked on the other
 half). This script only reads those reports and writes the summary:
 
-    python bench/phantom_chrome.py --kinds radial_line body_marker --seeds 0 1 2 3 --seeds-1024 0 1
+    python studies/phantom_chrome/phantom_chrome.py --kinds radial_line body_marker --seeds 0 1 2 3 --seeds-1024 0 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from common import spread, table, write_summary
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/common.py
+from common import spread, table, write_summary  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).parent / "results" / "phantom_chrome.md"
 TRAINED_ON = (("plain", "64 plain phantoms"), ("chrome", "64 chrome phantoms"),
               ("reflectors", "64 chrome + reflectors phantoms"), ("plain1024", "1,024 plain phantoms"),

@@ -5,8 +5,8 @@ the Dice with a band of +-1 px around the truth mask's boundary ignored (the ban
 makes the >= 8 grey-level rule a coin toss), the share of truth components (8-connected) that the
 prediction touches, and predicted components that touch no truth (false alarms).
 
-    python bench/analyze_errors.py --shards out/quality/body_marker/shards/test \
-        --run SEG=out/quality/body_marker/runs/seg/best.pt --out bench/results/errors_body_marker.md
+    python studies/mask_edge/analyze_errors.py --shards out/quality/body_marker/shards/test \
+        --run SEG=out/quality/body_marker/runs/seg/best.pt --out studies/mask_edge/results/errors_body_marker.md
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 # scikit-image, timm, huggingface-hub, click, rich, matplotlib and pytest (the device library's KINDS.md);
 # nothing else can be fetched there. Run here, where pip reaches the registry; then carry .whl in each call:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-#       .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site && PY=python3 bash bench/gpu_session.sh
+#       .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site && PY=python3 bash studies/gpu_sessions/gpu_session.sh
 # The versions are the ones the development CPU's tests pass with: 14 wheels, 27 MB (a call carries at most 64 MiB,
 # the working tree included). ZARR=0 leaves out zarr and its needs (10 wheels, 18 MB; removed from .whl if there):
 # enough for HDF5 shards, i.e. everything but phase 4's Zarr test, and what lets `train study` calls fit.

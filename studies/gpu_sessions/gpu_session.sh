@@ -5,7 +5,7 @@
 # slow phase costs itself and not the ones after it.
 #
 # Usage (repo root; the project's packages importable by $PY):
-#   PY=python3 RESULTS=out/gpu bash bench/gpu_session.sh
+#   PY=python3 RESULTS=out/gpu bash studies/gpu_sessions/gpu_session.sh
 # Writes out/gpu/log.txt, bench/results/gpu.md and reports/gpu/KIND/ (table.md, figure.png, per_image.csv);
 # checkpoints land in out/gpu/KIND/runs/MODE/best.pt, and weights only (no optimizer state) in weights.pt.
 # Optional: ON_DONE, a shell command run after each kind (e.g. to copy reports/gpu/$kind off the machine);
@@ -13,13 +13,13 @@
 # REPORTS moves reports/gpu. The detector-only push for issue 4's Dice >= 0.90 (4x the windows; run on an
 # H200 in 9.8 minutes with TRAIN_LIMIT=140, which stopped two of the three runs 1 and 3 epochs short):
 #   KINDS="vascular_flow body_marker radial_line" PHASES=3 MODES=seg SAMPLES=196608 TRAIN_LIMIT=140 \
-#   RESULTS=out/gpu_dice REPORTS=reports/gpu_dice bash bench/gpu_session.sh
+#   RESULTS=out/gpu_dice REPORTS=reports/gpu_dice bash studies/gpu_sessions/gpu_session.sh
 #
 # CLEAN and CLEAN_TEST (folders of clean scans) paste the training / test annotations on real scans instead
 # of phantoms, as `just real-backgrounds` does on the CPU (validation stays on phantoms). The dev scans do not
 # travel to a lent card by themselves: copy the split into an ignored folder of the checkout and carry it.
 #   CLEAN=.devscans/clean_even CLEAN_TEST=.devscans/clean_odd PHASES=3 MODES=seg SAMPLES=196608 \
-#   RESULTS=out/gpu_realbg REPORTS=reports/gpu_realbg bash bench/gpu_session.sh
+#   RESULTS=out/gpu_realbg REPORTS=reports/gpu_realbg bash studies/gpu_sessions/gpu_session.sh
 # SEG_ARGS adds options to the seg runs only: SEG_ARGS="--hard-negatives 0.25" (the CPU's best lever on real
 # backgrounds, README "Hard negatives").
 # BUILD_ARGS adds options to the training shards' build only: BUILD_ARGS="--phantom-chrome --phantom-reflectors"
@@ -27,12 +27,12 @@
 # SIZE=512 builds the phase-3 shards at 512 px instead of 256 (strokes twice as many pixels wide; the mask's edge
 # is a smaller share of it, README "The same task at 512 px"), e.g. the radial_line detector push at the paper's size:
 #   KINDS=radial_line PHASES=3 MODES=seg SIZE=512 SAMPLES=196608 TRAIN_LIMIT=140 RESULTS=out/gpu_512 \
-#   REPORTS=reports/gpu_512 bash bench/gpu_session.sh
+#   REPORTS=reports/gpu_512 bash studies/gpu_sessions/gpu_session.sh
 # FILL_SAMPLES (and FILL_LIMIT, its seconds) give the n2n/n2c runs of phase 3 their own budget, e.g. a 4x detector
 # with a 1x filler: MODES="seg n2n" SAMPLES=196608 FILL_SAMPLES=49152.
 # PHASES=5 runs as much of the paper's full study as STUDY_MINUTES (default 6) of shards and training allow, into
 # reports/study (STUDY_REPORT moves it; STUDY_ARGS adds `train study` options, e.g. "--only V-VI"):
-#   PHASES=5 STUDY_MINUTES=7 RESULTS=out/gpu_study bash bench/gpu_session.sh
+#   PHASES=5 STUDY_MINUTES=7 RESULTS=out/gpu_study bash studies/gpu_sessions/gpu_session.sh
 # DEADLINE (seconds from the script's start) shortens STUDY_MINUTES to what is left of it after the earlier phases,
 # keeping STUDY_RESERVE (default 90) seconds for the evaluation and tables. Phase 3's 512 px training and validation
 # shards of 8,192 / 64 samples are the study's own (same kind, size, counts and seeds): phase 5 links them instead of
@@ -40,7 +40,7 @@
 # (the third H200 session, README "The 512 px detector push"; its seg run diverged at 37k windows, hence the
 # --clip-grad 1 for the next one):
 #   KINDS=radial_line PHASES="3 5" MODES="seg n2n" SIZE=512 SAMPLES=196608 TRAIN_LIMIT=205 FILL_SAMPLES=49152 \
-#   SEG_ARGS="--time-limit 180 --clip-grad 1" DEADLINE=545 RESULTS=out/g REPORTS=reports/gpu_512 bash bench/gpu_session.sh
+#   SEG_ARGS="--time-limit 180 --clip-grad 1" DEADLINE=545 RESULTS=out/g REPORTS=reports/gpu_512 bash studies/gpu_sessions/gpu_session.sh
 #
 # Quality recipe per kind, the CPU quality recipe scaled up: 8,192 training samples at 256 px (CPU: 4,096),
 # the same 64 validation and 128 test samples (seeds 1 and 2: the very test shards of reports/quality),

@@ -7,7 +7,7 @@ on the validation shards, metrics on the test shards. A first block needs no tra
 restoration (output = clean) under the old and the new mask rule. (The global residual output is not
 a row: it stayed the identity in bench_recipes.py and again in a 4096-window n2c run, Dice 0.000.)
 
-Writes bench/results/tuning.md. Usage: python bench/bench_tuning.py [--samples 4096] [--work DIR]
+Writes studies/tuning/results/tuning.md. Usage: python studies/tuning/bench_tuning.py [--samples 4096] [--work DIR]
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/common.py
 from common import machine, table  # noqa: E402
 
 from synth.build import BuildConfig, make_plan, run_build  # noqa: E402
@@ -83,7 +86,7 @@ def oracle_rows(test: Path) -> list[list[str]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=4096)
-    ap.add_argument("--work", default=str(Path(__file__).resolve().parent.parent / "out" / "bench_tuning"))
+    ap.add_argument("--work", default=str(Path(__file__).resolve().parents[2] / "out" / "bench_tuning"))
     args = ap.parse_args()
     work = Path(args.work)
     few = str(icon_subset(work / "icons_few"))

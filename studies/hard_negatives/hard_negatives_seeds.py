@@ -7,18 +7,20 @@ real tissue (`train compare`), and sweeps the ensemble of all seeds' runs (proba
 script only reads those reports and writes the side-by-side table,
 one row per seed and the paired difference (with - without) over seeds:
 
-    python bench/hard_negatives_seeds.py --kinds radial_line vascular_flow body_marker --seeds 0 1 2 3
+    python studies/hard_negatives/hard_negatives_seeds.py --kinds radial_line vascular_flow body_marker --seeds 0 1 2 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from common import spread, table, write_summary
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/common.py
+from common import spread, table, write_summary  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).parent / "results" / "hard_negatives_seeds.md"
 HARD = ", hard negatives 0.25"
 

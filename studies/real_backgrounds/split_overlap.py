@@ -7,7 +7,7 @@ held-out scan can be a near copy of a training one, and a detector that learned 
 new about it. This lists, for every held-out scan, its most similar scan in the other half (Pearson
 correlation of the grey image at 64x64), and counts the near copies.
 
-    cd bench && PYTHONPATH=.. python split_overlap.py --folder ../../shared/devdata/mmotu/clean
+    python studies/real_backgrounds/split_overlap.py --folder DEVDATA/clean
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import machine, table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/common.py
+from common import machine, table  # noqa: E402
 
 from synth.images import find_images, read_image, split_halves
 

@@ -11,7 +11,7 @@ set, this scores three test-time rules against the detector's own (probability >
 
 Every parameter is picked on the validation shards and the pick is reported on the test shards.
 
-    python bench/mask_decisions.py --kind radial_line --seg out/gpu_dice/radial_line/runs/seg/weights.pt \
+    python studies/mask_edge/mask_decisions.py --kind radial_line --seg out/gpu_dice/radial_line/runs/seg/weights.pt \
         --fill N2N=out/gpu/radial_line/runs/n2n/weights.pt --fill N2C=out/gpu/radial_line/runs/n2c/weights.pt \
         --val out/quality/radial_line/shards/val --test out/quality/radial_line/shards/test
 """
@@ -111,7 +111,7 @@ def main() -> None:
         lines.append(f"| {name} | {text} | {v:.4f} | {mean_dice(test, rule):.4f} |")
         print(lines[-1], flush=True)
     section = "\n".join(lines) + "\n"
-    head = ("# Test-time mask rules against the detector's own threshold (`bench/mask_decisions.py`)\n\n"
+    head = ("# Test-time mask rules against the detector's own threshold (`studies/mask_edge/mask_decisions.py`)\n\n"
             "Means over images; each rule's parameters picked on the validation shards.\n\n")
     old = args.out.read_text() if args.out.exists() else head
     parts = [p for p in old.split("\n## ")[1:] if not p.startswith(f"{args.kind}\n")]
