@@ -8,7 +8,8 @@ seed that still look like the mark, within a bounded distance:
    `low_fraction` x the mask threshold join when they are connected to a seed (grow_scores);
 2. contrast, at the scan's own scale: pixels that differ from their local background (the median over a
    `median_px` window) by at least `contrast` grey levels in some channel join when they are connected to
-   the mask grown so far (grow_image).
+   the mask grown so far and match the colour of that mask piece's own mark pixels within `match_levels`
+   (grow_image): a yellow label does not grow into white tissue, a white cross not into grey speckle.
 
 Guards, so that tissue is not erased: growth never reaches further than `reach_px` (geodesic distance
 through joining pixels) from the seeds, and a grown component that ends up more than `max_area_factor`
@@ -43,6 +44,9 @@ class GrowConfig:
     image_gap_px: int = 3
     """The contrast step joins pixels up to this far from the mask grown so far (scan's scale): it crosses
     the gaps between a dotted line's dots and between a cross and its digit."""
+    match_levels: float = 48.0
+    """A contrast pixel joins a mask piece only when every channel is within this many grey levels of the
+    median colour of the piece's own contrast pixels (its mark's colour; 0: no colour match)."""
     max_area_factor: float = 8.0
     """A grown component larger than this many times its seed pixels is refused (left as its seeds)."""
 
@@ -123,13 +127,30 @@ def contrast_pixels(img: np.ndarray, cfg: GrowConfig = DEFAULT_GROW) -> np.ndarr
 def grow_image(mask: np.ndarray, img: np.ndarray, cfg: GrowConfig = DEFAULT_GROW,
                candidates: np.ndarray | None = None) -> np.ndarray:
     """The contrast step: mask (H, W) bool grown into connected pixels of img (H, W, 3) uint8 that stand out
-    from their local background. candidates: contrast_pixels(img, cfg), when the caller has it already."""
+    from their local background and (cfg.match_levels) match the colour of their mask piece's mark.
+    candidates: contrast_pixels(img, cfg), when the caller has it already."""
+    mask = mask.astype(bool)
     if cfg.contrast <= 0 or cfg.image_reach_px <= 0 or not mask.any():
-        return mask.astype(bool)
+        return mask
     if candidates is None:
         candidates = contrast_pixels(img, cfg)
-    grown = geodesic_grow(mask, candidates, cfg.image_reach_px, cfg.image_gap_px)
-    return refuse_blown_up(grown, mask.astype(bool), cfg.max_area_factor)
+    if cfg.match_levels <= 0:
+        grown = geodesic_grow(mask, candidates, cfg.image_reach_px, cfg.image_gap_px)
+        return refuse_blown_up(grown, mask, cfg.max_area_factor)
+    grown = mask.copy()
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    r = cfg.image_reach_px
+    for k in range(1, n):  # each piece grows into pixels of its own mark's colour, in its box grown by the reach
+        x, y, w, h = stats[k, :4]
+        box = (slice(max(0, y - r), y + h + r), slice(max(0, x - r), x + w + r))
+        piece = lab[box] == k
+        own = img[box][piece & candidates[box]]
+        if not len(own):
+            continue
+        colour = np.median(own, axis=0)
+        near = (np.abs(img[box].astype(np.float32) - colour).max(-1) <= cfg.match_levels) & candidates[box]
+        grown[box] |= geodesic_grow(piece, near, r, cfg.image_gap_px)
+    return refuse_blown_up(grown, mask, cfg.max_area_factor)
 
 
 def grow_mask(seeds: np.ndarray, img: np.ndarray, score: np.ndarray | None, threshold: float | None,
