@@ -31,15 +31,16 @@ KIND_RGB = {"body_marker": (255, 255, 0), "radial_line": (0, 255, 255), "vascula
 """The colour the colour-keyed detector reads as each kind."""
 
 
-def colour_detector(path: Path, size_px: int = 128, threshold: float = 0.5) -> Path:
+def colour_detector(path: Path, size_px: int = 128, threshold: float = 0.5, width: int = 8) -> Path:
     """Save a seg checkpoint (as `train run` writes one: model_config, weights, meta, norm) of an n2n_unet
     with a class per kind whose weights are set so that it labels pixels by colour: yellow body_marker, cyan
     radial_line, red vascular_flow, green text; grey is background (probability of annotation 0.17).
 
     Only the full-resolution decoder stage is used: its 3x3 convs see the input's RGB at the centre tap;
-    everything else is zero, so the output at a pixel depends on that pixel's colour alone."""
+    everything else is zero, so the output at a pixel depends on that pixel's colour alone. width: the
+    model's width (>= 5; 48 is the paper's), for benchmarks at a realistic cost."""
     torch.manual_seed(0)
-    model = create_model("n2n_unet", in_channels=3, out_channels=len(CLASS_IDS) + 1, width=8)
+    model = create_model("n2n_unet", in_channels=3, out_channels=len(CLASS_IDS) + 1, width=width)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()

@@ -98,6 +98,8 @@ def detector(tmp_path_factory):
     ("SC_rgb_rle_2frame.dcm", 2, (100, 100)),  # RLE, 2 frames
     ("SC_rgb_rle_16bit.dcm", 1, (100, 100)),  # 16 bits per sample
     ("MR_small.dcm", 1, (64, 64)),  # 16-bit grey with a window
+    ("image_dfl.dcm", 1, (512, 512)),  # deflated
+    ("examples_jpeg2k.dcm", 1, (480, 640)),  # JPEG 2000 ultrasound
 ])
 def test_shipped_files_decode_frame_by_frame_to_display_rgb(name, n, shape):
     path = shipped(name)

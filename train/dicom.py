@@ -140,7 +140,9 @@ def iter_frames(path: str | Path, ds: Dataset | None = None) -> Iterator[np.ndar
     path = Path(path)
     ds = read_header(path) if ds is None else ds
     ts = transfer_syntax(ds)
-    frames = pydicom.pixels.iter_pixels(path)
+    # a deflated data set cannot be read frame by frame from the file: such files (rare, small) are read whole
+    src = pydicom.dcmread(path) if ts == pydicom.uid.DeflatedExplicitVRLittleEndian else path
+    frames = pydicom.pixels.iter_pixels(src)
     index = 0
     while True:
         try:
