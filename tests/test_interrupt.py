@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 BUILD = ["--type", "body_marker", "--n", "96", "--size", "256", "--shard-size", "16", "--phantoms", "8"]
-STOP_WITHIN_S = 5.0
+STOP_WITHIN_S = 10.0
+"""Seconds from Ctrl-C to exit. Measured on an idle 2-core machine: about 1 s at every point; the bound leaves
+room for a machine that is busy with other work (a load of 13 on 2 cores took 6.8 s at worker start-up)."""
 
 
 def _synth(*args: str) -> list[str]:
