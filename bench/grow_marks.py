@@ -64,11 +64,7 @@ VARIANTS = {
     "contrast": replace(DEFAULT_GROW, low_fraction=0.0),
     "both (default)": DEFAULT_GROW,
     "both, no colour match": replace(DEFAULT_GROW, match_levels=0.0),
-    "both, colour match 32": replace(DEFAULT_GROW, match_levels=32.0),
     "both, contrast 24": replace(DEFAULT_GROW, contrast=24.0),
-    "both, contrast 64": replace(DEFAULT_GROW, contrast=64.0),
-    "both, area x4": replace(DEFAULT_GROW, max_area_factor=4.0),
-    "both, score gap 3": replace(DEFAULT_GROW, score_gap_px=3),
     "both, image gap 6": replace(DEFAULT_GROW, image_gap_px=6),
     "both, low 0.2, score gap 3": replace(DEFAULT_GROW, low_fraction=0.2, score_gap_px=3),
 }
