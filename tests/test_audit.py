@@ -255,6 +255,18 @@ def test_without_checkpoint_the_shipped_detector_is_used_or_named(scans, tmp_pat
         assert r.exit_code == 1 and "no shipped model" in r.output and "--checkpoint" in r.output
 
 
+def test_rules_naming_a_kind_the_detector_does_not_report_are_refused(scans, tmp_path):
+    ckpt = torch.load(colour_detector(tmp_path / "c.pt"), weights_only=True)
+    ckpt["meta"]["kinds"] = ["body_marker"]  # a detector that reports one kind
+    torch.save(ckpt, tmp_path / "one.pt")
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "ok"\nrequire = ["body_marker"]\n\n[[rule]]\nname = "t"\nforbid = ["text"]\n')
+    r = CliRunner().invoke(main, ["audit", str(scans), "--out", str(tmp_path / "o"), "--checkpoint",
+                                  str(tmp_path / "one.pt"), "--rules", str(rules)])
+    assert r.exit_code == 1 and "line 5: rule 't' names text, which the detector does not find" in r.output
+    assert not (tmp_path / "o" / "journal.jsonl").exists(), "refused before any scan is read"
+
+
 def test_a_restoration_checkpoint_is_refused(detector, scans, tmp_path):
     ckpt = torch.load(detector, weights_only=True)
     ckpt["meta"]["mode"] = "n2n"

@@ -21,10 +21,10 @@ from synth.images import ImageError, file_sha256, read_image
 from synth.kinds import CLASS_IDS
 from train import metrics as M
 from train.checkpoint import TrainError
-from train.dicom import header_attrs, is_dicom, iter_frames, read_header
+from train.dicom import READABLE_KEYS, header_attrs, is_dicom, iter_frames, read_header
 from train.evaluate import Predictor, dilate, normalize
 from train.infer import expand_inputs, filler_from_checkpoint, predict_scaled, predictor_from_checkpoint
-from train.rules import Rule, check, rule_keywords
+from train.rules import Rule, check, require_known_kinds, rule_keywords
 
 JOURNAL = "journal.jsonl"
 CONFIG = "audit_config.json"
@@ -275,13 +275,13 @@ def prepare_out(cfg: AuditConfig) -> None:
     out = Path(cfg.out)
     ident = cfg.identity()
     path = out / CONFIG
+    (out / MEDIA).mkdir(parents=True, exist_ok=True)
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("identity") != ident:
             raise TrainError(f"--out {out} holds an audit made with another detector or other settings; choose "
                              "another folder, or delete it to start over.")
         return
-    (out / MEDIA).mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(CONFIG + ".tmp")
     tmp.write_text(json.dumps({"config": dataclasses.asdict(cfg), "identity": ident}, indent=1))
     os.replace(tmp, path)
@@ -299,7 +299,9 @@ def run_audit(cfg: AuditConfig, inputs: list[Path], rules: list[Rule] | None = N
     """
     detector, meta = load_detector(list(cfg.checkpoints))
     filler = filler_from_checkpoint(cfg.fill, meta)
-    threshold = cfg.threshold if cfg.threshold is not None else (meta.get("threshold") or M.SEG_THRESHOLD)
+    threshold = cfg.threshold if cfg.threshold is not None else meta.get("threshold")
+    threshold = M.SEG_THRESHOLD if threshold is None else threshold
+    require_known_kinds(rules or [], detector.kinds, rules_path or "rules")
     out = Path(cfg.out)
     items = expand_inputs(inputs)
     if not items:
@@ -324,7 +326,7 @@ def run_audit(cfg: AuditConfig, inputs: list[Path], rules: list[Rule] | None = N
                     img = read_image(path)
                     rec = audit_frame(detector, meta, img, filler, cfg, threshold, out, media_id(str(path), None))
                     entry["frames"].append({"frame": None, **rec})
-            except (ImageError, OSError) as e:
+            except ImageError as e:  # the file cannot be read (a write error stops the audit: rerun to resume)
                 entry["error"], entry["frames"] = str(e), []
             _append(fd, entry)
             if progress:
@@ -363,8 +365,6 @@ def records(out: Path, rules: list[Rule] | None) -> tuple[list[dict], list[dict]
 
 def _by_keyword(attrs: dict[str, str]) -> dict[str, str]:
     """Header attributes keyed by DICOM keyword (the audit stores READABLE_KEYS names)."""
-    from train.dicom import READABLE_KEYS
-
     return {READABLE_KEYS.get(k, k): v for k, v in attrs.items()}
 
 

@@ -176,6 +176,17 @@ def load_rules(path: str | Path, known_kinds: list[str] | None = None) -> list[R
     return rules
 
 
+def require_known_kinds(rules: list[Rule], kinds: list[str], source: str = "rules") -> None:
+    """RulesError for a rule that names a kind the detector does not report (it could never fail or pass)."""
+    for r in rules:
+        unknown = [k for k in r.kinds_used if k not in kinds]
+        if unknown:
+            at = f"{source}, line {r.line}" if r.line else source
+            raise RulesError(f"{at}: rule {r.name!r} names {', '.join(unknown)}, which the detector does not find "
+                             f"(it reports {', '.join(kinds) or 'no kinds'}); use a detector trained on it or drop it "
+                             "from the rule.")
+
+
 def rule_keywords(rules: list[Rule]) -> list[str]:
     """DICOM keywords the rules match on (for reading them from each file's header)."""
     return sorted({kw for r in rules for _, kw, _ in r.match if kw is not None})
