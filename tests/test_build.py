@@ -181,6 +181,8 @@ def test_full_disk_keeps_complete_shards_and_rerun_finishes(tmp_path, monkeypatc
     real_write = shards.ShardWriter.write
 
     def write_until_full(self, j, sample):
+        if self.final.parent.name != "a":  # the size estimate's probe shard, written to a temporary folder
+            return real_write(self, j, sample)
         calls["n"] += 1
         if calls["n"] == 5:  # the 5th sample: shard 1 is half written
             raise OSError(28, "No space left on device")
