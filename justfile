@@ -44,7 +44,7 @@ test-slow *ARGS: setup
 
 # benchmarks; writes bench/results/*.md (studies and tuning experiments: studies/justfile)
 bench: setup
-    cd bench && ../{{py}} bench_build.py && ../{{py}} bench_exactmath.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py && ../{{py}} bench_models.py
+    cd bench && ../{{py}} bench_build.py && ../{{py}} bench_exactmath.py && ../{{py}} bench_train.py && ../{{py}} bench_recipes.py && ../{{py}} bench_models.py && ../{{py}} bench_apply.py && ../{{py}} bench_audit.py
 
 # GPU throughput (fp32 b4 vs bf16/fp16 b16) and data-wait fraction; writes bench/results/gpu.md
 bench-gpu: setup

@@ -226,7 +226,8 @@ def run(
 
 
 @main.command("eval")
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="RUNDIR/best.pt or last.pt.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="RUNDIR/best.pt or last.pt (default: the shipped multi-kind detector).")
 @click.option("--shards", type=click.Path(path_type=Path), required=True, help="Shard set to evaluate on.")
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="Report folder (default: next to the checkpoint)."
@@ -247,6 +248,11 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
     from train.infer import predictor_from_checkpoint
 
     try:
+        if checkpoint is None:
+            from train.shipped import default_checkpoint
+
+            checkpoint = default_checkpoint()
+            click.echo(f"checkpoint: the shipped detector ({checkpoint})", err=True)
         predictor, meta = predictor_from_checkpoint(checkpoint)
         stream = ShardStream(shards, (*EVAL_FIELDS, "sample_id"), shuffle=False)
     except (TrainError, DataError) as e:
@@ -272,8 +278,9 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, multiple=True,
-              help="RUNDIR/best.pt. Repeat it to average several seg detectors' probabilities (an ensemble).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), multiple=True,
+              help="RUNDIR/best.pt. Repeat it to average several seg detectors' probabilities (an ensemble). "
+              "Default: the shipped multi-kind detector, with the shipped filler unless --fill is given.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--threshold", type=float, default=None,
@@ -300,6 +307,15 @@ def apply(checkpoint, inputs, out, threshold, fill, min_area, grow) -> None:
     missing = [str(p) for p in inputs if not Path(p).exists()]
     if missing:
         raise click.ClickException(f"no such file or folder: {', '.join(missing)}.")
+    if not checkpoint:
+        from train.shipped import default_checkpoint, default_fill
+
+        try:
+            checkpoint = (default_checkpoint(),)
+        except TrainError as e:
+            raise click.ClickException(str(e)) from None
+        fill = fill or default_fill()
+        click.echo(f"checkpoint: the shipped detector ({checkpoint[0]}), filler: {fill or 'inpainting'}", err=True)
     with Progress(transient=True) as bar:
         task = bar.add_task("cleaning", total=None)
         try:
