@@ -561,8 +561,10 @@ def sweep_real(checkpoint: str | Path | list, annotated: str | Path | None, clea
               "auc": aucs, "grow": grow.as_dict() if grow is not None else None,
               "pick": {f"{t}/{a}": pick[(t, a)] for t, a in points},
               "held_out": {"chosen": chosen_held, "own": held_tally[base]},
-              "held_out_by_colour": breakdown("colour", best) if best else None,
-              "held_out_by_kind": breakdown("kinds", best) if best else None,
+              "held_out_by_colour": {"own": breakdown("colour", base),
+                                     "chosen": breakdown("colour", best) if best else None},
+              "held_out_by_kind": {"own": breakdown("kinds", base),
+                                   "chosen": breakdown("kinds", best) if best else None},
               "unreadable": unreadable}
     (out / "operating_point.json").write_text(json.dumps(result, indent=1))
     chosen_xy = (chosen_held[0] / max(1, chosen_held[1]), chosen_held[2] / max(1, chosen_held[3])) if best else None
@@ -611,11 +613,13 @@ def sweep_markdown(result: dict, meta: dict, points: list, pick: dict, held: dic
         use = " ".join(f"--checkpoint {p}" for p in checkpoint_paths(meta.get("checkpoints") or result["checkpoint"]))
         lines += ["", f"Use it: `train apply {use} --threshold {best[0]:g} --min-area {best[1]} "
                   f"{'--grow' if result['grow'] else '--no-grow'} ...`"]
-        for what, key in (("overlay colour", "held_out_by_colour"), ("kind", "held_out_by_kind")):
-            if result[key] and set(result[key]) != {"?"}:
-                lines += ["", f"Annotated held-out scans flagged at the picked point, per {what} (from the reference):",
-                          "", f"| {what} | flagged |", "|---|---|"]
-                lines += [f"| {k} | {_rate(*v)} |" for k, v in result[key].items()]
+    for what, key in (("overlay colour", "held_out_by_colour"), ("kind", "held_out_by_kind")):
+        own, chosen = result[key]["own"], result[key]["chosen"]
+        if set(own) != {"?"}:
+            lines += ["", f"Annotated held-out scans flagged, per {what} (from the reference):", "",
+                      f"| {what} | at the run's own point |" + (" at the picked point |" if chosen else ""),
+                      "|---|---|" + ("---|" if chosen else "")]
+            lines += [f"| {k} | {_rate(*v)} |" + (f" {_rate(*chosen[k])} |" if chosen else "") for k, v in own.items()]
     lines += ["", "## Scan-level ROC", "", "AUC of each scan score (roc.csv holds the curves of the picked "
               "threshold's score and of the max probability):", "", "| score | AUC, pick half | AUC, held-out half |",
               "|---|---|---|"]
