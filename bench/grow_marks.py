@@ -12,7 +12,8 @@ this measures the fraction of the mark's pixels in that region, with each growth
 (c) the same clean scans without marks: every replaced pixel is tissue.
 
     .venv/bin/python bench/grow_marks.py --checkpoint out/grow/run/best.pt \
-        --annotated ../shared/devdata/mmotu/annotated --clean out/grow/clean_odd --panels out/grow/panels
+        --annotated ../shared/devdata/mmotu/annotated --clean out/grow/clean_odd --panels out/grow/panels \
+        --point 0.5:2 --point 0.2:256
 
 Panels (before | mask without growth, red | mask with growth | cleaned with growth, zoomed on marks) go to
 --panels, which must stay out of git (internal scans).
@@ -65,7 +66,8 @@ VARIANTS = {
     "both (default)": DEFAULT_GROW,
     "both, no colour match": replace(DEFAULT_GROW, match_levels=0.0),
     "both, contrast 24": replace(DEFAULT_GROW, contrast=24.0),
-    "both, image gap 6": replace(DEFAULT_GROW, image_gap_px=6),
+    "both, image gap 3": replace(DEFAULT_GROW, image_gap_px=3),
+    "both, image gap 9": replace(DEFAULT_GROW, image_gap_px=9),
     "both, low 0.2, score gap 3": replace(DEFAULT_GROW, low_fraction=0.2, score_gap_px=3),
 }
 
@@ -156,8 +158,8 @@ def main() -> None:
     ap.add_argument("--clean", type=Path, required=True, help="real clean scans the detector did not train on")
     ap.add_argument("--limit", type=int, default=None, help="first N annotated scans only")
     ap.add_argument("--renders", type=int, default=2, help="rendered scans per clean scan")
-    ap.add_argument("--threshold", type=float, default=None, help="default: the checkpoint's own")
-    ap.add_argument("--min-area", type=int, default=M.DEFAULT_MIN_AREA)
+    ap.add_argument("--point", action="append", default=None, metavar="T:A",
+                    help="operating point threshold:min area (repeat; default: the checkpoint's own threshold, 2)")
     ap.add_argument("--panels", type=Path, default=Path("out/grow/panels"), help="git-ignored folder for panels")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "grow_marks.md")
     a = ap.parse_args()
@@ -167,18 +169,20 @@ def main() -> None:
     t0 = time.time()
     predictor, meta = load_predictor(a.checkpoint)
     predictor.model.eval()
-    t = (meta.get("threshold") or M.SEG_THRESHOLD) if a.threshold is None else a.threshold
+    own = meta.get("threshold") or M.SEG_THRESHOLD
+    points = [(own, M.DEFAULT_MIN_AREA)]
+    if a.point:
+        points = [(float(t), int(m)) for t, m in (p.split(":") for p in a.point)]
     kinds = [k for k in meta.get("kinds", []) if k != "mixed"] or ["radial_line"]
     icons = load_icon_set() if "body_marker" in kinds else None
     a.panels.mkdir(parents=True, exist_ok=True)
-    colour_rows, render_rows, visible_rows = [], [], []
-    erased = {"render": {k: [] for k in VARIANTS}, "clean": {k: [] for k in VARIANTS},
-              "annotated_off": {k: [] for k in VARIANTS}}
+    acc = {p: {"colour": [], "render": [], "visible": [], "render_off": {k: [] for k in VARIANTS},
+               "clean": {k: [] for k in VARIANTS}, "annotated_off": {k: [] for k in VARIANTS}} for p in points}
+
+    def removed_of(small, pred, img, point):
+        return {k: dilate(m) for k, m in masks(small, pred, img, *point).items()}
+
     n_panels = 0
-
-    def removed_of(ms):
-        return {k: dilate(m) for k, m in ms.items()}
-
     files = find_images(a.annotated)[: a.limit] if a.limit else find_images(a.annotated)
     for path in files:
         img = read_image(path)
@@ -186,75 +190,82 @@ def main() -> None:
         if not overlays:
             continue
         small, pred, _ = predict_scaled(predictor, meta, img)
-        rem = removed_of(masks(small, pred, img, t, a.min_area))
-        colour_rows += fractions([np.argwhere(m) for _k, m in overlays], rem)
         near = dilate(ref, TISSUE_MARGIN_PX)
-        for k, r in rem.items():
-            erased["annotated_off"][k].append(int((r & ~near).sum()))
-        if n_panels < 6:
-            pieces = [np.argwhere(m) for _k, m in overlays if rem["none"][m].any()]
-            pan = zoom_panel(img, rem["none"], rem[SHOWN], _clean(img, rem[SHOWN]), pieces)
-            if pan is not None:
-                cv2.imwrite(str(a.panels / f"colour_{path.stem}.png"), cv2.cvtColor(pan, cv2.COLOR_RGB2BGR))
-                n_panels += 1
+        for p in points:
+            rem = removed_of(small, pred, img, p)
+            acc[p]["colour"] += fractions([np.argwhere(m) for _k, m in overlays], rem)
+            for k, r in rem.items():
+                acc[p]["annotated_off"][k].append(int((r & ~near).sum()))
+            if n_panels < 6 and p == points[0]:
+                pieces = [np.argwhere(m) for _k, m in overlays if rem["none"][m].any()]
+                pan = zoom_panel(img, rem["none"], rem[SHOWN], _clean(img, rem[SHOWN]), pieces)
+                if pan is not None:
+                    cv2.imwrite(str(a.panels / f"colour_{path.stem}.png"), cv2.cvtColor(pan, cv2.COLOR_RGB2BGR))
+                    n_panels += 1
     n_panels = 0
     cleans = find_images(a.clean)
     for i, path in enumerate(cleans):
         img = read_image(path)
         small, pred, _ = predict_scaled(predictor, meta, img)
-        for k, r in removed_of(masks(small, pred, img, t, a.min_area)).items():
-            erased["clean"][k].append(int(r.sum()))
+        for p in points:
+            for k, r in removed_of(small, pred, img, p).items():
+                acc[p]["clean"][k].append(int(r.sum()))
         for j in range(a.renders):
             kind = kinds[(i * a.renders + j) % len(kinds)]
             rng = np.random.default_rng(np.random.SeedSequence([29, i, j]))
             pair = render_pair(kind, rng, img, icons)
             noisy, truth = pair["noisy_a"], pair["mask"] > 0
             small, pred, _ = predict_scaled(predictor, meta, noisy)
-            rem = removed_of(masks(small, pred, noisy, t, a.min_area))
             pieces = mark_pieces(truth)
-            render_rows += fractions(pieces, rem)
             visible = cv2.absdiff(noisy, pair["clean"]).max(-1) >= VISIBLE_DIFF
-            visible_rows += fractions(pieces, rem, visible)
             near = dilate(truth, TISSUE_MARGIN_PX)
-            for k, r in rem.items():
-                erased["render"][k].append(int((r & ~near).sum()))
-            if n_panels < 8:
-                found = [p for p in pieces if rem["none"][p[:, 0], p[:, 1]].any()]
-                pan = zoom_panel(noisy, rem["none"], rem[SHOWN], _clean(noisy, rem[SHOWN]), found)
-                if pan is not None:
-                    cv2.imwrite(str(a.panels / f"render_{path.stem}_{j}.png"), cv2.cvtColor(pan, cv2.COLOR_RGB2BGR))
-                    n_panels += 1
+            for p in points:
+                rem = removed_of(small, pred, noisy, p)
+                acc[p]["render"] += fractions(pieces, rem)
+                acc[p]["visible"] += fractions(pieces, rem, visible)
+                for k, r in rem.items():
+                    acc[p]["render_off"][k].append(int((r & ~near).sum()))
+                if n_panels < 8 and p == points[0]:
+                    found = [q for q in pieces if rem["none"][q[:, 0], q[:, 1]].any()]
+                    pan = zoom_panel(noisy, rem["none"], rem[SHOWN], _clean(noisy, rem[SHOWN]), found)
+                    if pan is not None:
+                        cv2.imwrite(str(a.panels / f"render_{path.stem}_{j}.png"),
+                                    cv2.cvtColor(pan, cv2.COLOR_RGB2BGR))
+                        n_panels += 1
     minutes = (time.time() - t0) / 60
-
-    def per_scan(k, what):
-        v = erased[what][k]
-        return f"{np.mean(v):.0f}" if v else "-"
-
     heads = ["growth", "found marks", "mean fraction removed", "median", f"marks removed >= {WHOLE:.0%}"]
     cmd = "python bench/grow_marks.py " + " ".join(sys.argv[1:])
     lines = [
         "# Whole marks: how much of each found mark `train apply` removes, before and after growth", "",
-        f"Detector `{a.checkpoint}` (trained on {', '.join(meta.get('kinds', []))}, {meta.get('image_size')} px), "
-        f"threshold {t:g}, min area {a.min_area}. A mark is found when at least one of its pixels is in the region "
-        f"apply replaces without growth (the mask dilated 2 px); the fraction is of its pixels in that region, "
-        f"per growth variant. Growth parameters: `{DEFAULT_GROW}` (train.grow.DEFAULT_GROW) and the variants "
-        f"named.", "",
-        f"Command: `{cmd}` ({minutes:.1f} min on {machine()}).", "",
-        f"## (a) Colour-keyed overlays on {len(files)} real annotated scans ({a.annotated})", "",
-        table(heads, summarise(colour_rows)), "",
-        "## (b) Marks rendered on real clean scans (render_pair, truth = its mask)", "",
-        f"{len(cleans)} clean scans from {a.clean} x {a.renders} renders ({', '.join(kinds)}); a mark is a piece of "
-        f"the truth joined within {MARK_JOIN_PX} px.", "",
-        table(heads, summarise(render_rows)), "",
-        f"The same marks, counting only their visible pixels (at least {VISIBLE_DIFF} grey levels from the clean "
-        f"scan):", "", table(heads, summarise(visible_rows)), "",
-        "## Tissue erased", "",
-        f"Replaced pixels per scan (full resolution): on renders, further than {TISSUE_MARGIN_PX} px from the truth; "
-        f"on the clean scans, all of them; on annotated scans, off the colour-keyed overlays (white marks there are "
-        f"not in that reference, so these are not all tissue).", "",
-        table(["growth", "renders: off-truth px/scan", "clean scans: px/scan", "annotated: off-reference px/scan"],
-              [[k, per_scan(k, "render"), per_scan(k, "clean"), per_scan(k, "annotated_off")] for k in VARIANTS]),
-        "", f"Panels (not committed: internal scans): {a.panels}/.", ""]
+        f"Detector `{a.checkpoint}` (trained on {', '.join(meta.get('kinds', []))}, {meta.get('image_size')} px). "
+        f"A mark is found when at least one of its pixels is in the region apply replaces without growth (the "
+        f"mask dilated 2 px); the fraction is of its pixels in that region, per growth variant. Growth "
+        f"parameters: `{DEFAULT_GROW}` (train.grow.DEFAULT_GROW) and the variants named.", "",
+        f"(a) colour-keyed overlays on {len(files)} real annotated scans ({a.annotated}); (b) marks rendered on "
+        f"{len(cleans)} real clean scans from {a.clean} x {a.renders} renders ({', '.join(kinds)}), a mark being a "
+        f"piece of the truth joined within {MARK_JOIN_PX} px (a cross with its digit and dotted line), counted over "
+        f"all its truth pixels and over its visible ones (at least {VISIBLE_DIFF} grey levels from the clean scan). "
+        f"Tissue: replaced pixels per scan (full resolution): on renders further than {TISSUE_MARGIN_PX} px from "
+        f"the truth; on the clean scans all of them; on annotated scans off the colour-keyed overlays (white marks "
+        f"there are not in that reference, so these are not all tissue).", "",
+        f"Command: `{cmd}` ({minutes:.1f} min on {machine()}).", ""]
+    for p in points:
+        r = acc[p]
+
+        def per_scan(k, what, r=r):
+            v = r[what][k]
+            return f"{np.mean(v):.0f}" if v else "-"
+
+        lines += [f"## Threshold {p[0]:g}, min area {p[1]}", "",
+                  "(a) Colour-keyed overlays on real annotated scans:", "", table(heads, summarise(r["colour"])), "",
+                  "(b) Marks rendered on real clean scans, all truth pixels:", "", table(heads, summarise(r["render"])),
+                  "", "(b) The same marks, visible pixels only:", "", table(heads, summarise(r["visible"])), "",
+                  "Tissue erased:", "",
+                  table(["growth", "renders: off-truth px/scan", "clean scans: px/scan",
+                         "annotated: off-reference px/scan"],
+                        [[k, per_scan(k, "render_off"), per_scan(k, "clean"), per_scan(k, "annotated_off")]
+                         for k in VARIANTS]), ""]
+    lines += [f"Panels at the first point (not committed: internal scans): {a.panels}/.", ""]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("\n".join(lines))
     print("\n".join(lines))
