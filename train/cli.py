@@ -466,8 +466,9 @@ def compare(shards, runs, out, title, max_samples, figure_rows, reference) -> No
 
 
 @main.command("check-real")
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, multiple=True,
-              help="RUNDIR/best.pt. Repeat it to average several seg detectors' probabilities (an ensemble).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), multiple=True,
+              help="RUNDIR/best.pt. Repeat it to average several seg detectors' probabilities (an ensemble). "
+              "Default: the shipped multi-kind detector.")
 @click.option("--annotated", type=click.Path(path_type=Path), default=None, help="Folder of real annotated scans.")
 @click.option("--clean", type=click.Path(path_type=Path), default=None,
               help="Folder of real scans without annotations.")
@@ -511,6 +512,14 @@ def check_real(checkpoint, annotated, clean, out, panel_rows, limit, threshold, 
         raise click.ClickException("--sweep needs both --annotated and --clean (each folder's scans are its "
                                    "scan-level reference), or a --reference CSV: it trades annotated scans found "
                                    "against clean scans flagged.")
+    if not checkpoint:
+        from train.shipped import default_checkpoint
+
+        try:
+            checkpoint = (default_checkpoint(),)
+        except TrainError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"checkpoint: the shipped detector ({checkpoint[0]})", err=True)
     grow = DEFAULT_GROW if grow else None
     with Progress(transient=True) as bar:
         task = bar.add_task("real scans", total=None)
