@@ -142,17 +142,32 @@ def rendering_libraries() -> dict[str, str]:
     return versions
 
 
-DRAWING_MODULES = ("render", "images", "exactmath", "kinds", "icons")
-"""The synth modules whose code turns a clean scan, icons and a seed into the sample arrays (the phantom
-generator's code is in the clean set's digest)."""
+DRAWING_CODE = ("render/*.py", "raster.py", "images.py", "exactmath.py", "kinds.py", "icons.py")
+"""The synth source files (patterns relative to synth/) whose code turns a clean scan, icons and a seed
+into the sample arrays: every module of the annotation renderer (a new kind's module is covered without
+an edit here), the rasteriser it shares with the scanner chrome, augmentation, exact maths, class ids and
+icon loading (the phantom generator's code is in the clean set's digest)."""
+
+
+def drawing_code_files() -> list[Path]:
+    """The files DRAWING_CODE names, in hashing order (each pattern's matches sorted by name)."""
+    root = Path(__file__).parent
+    files = []
+    for pattern in DRAWING_CODE:
+        found = sorted(root.glob(pattern))
+        if not found:
+            raise RuntimeError(f"synth/{pattern} matches no file: the installed synth package is incomplete")
+        files += found
+    return files
 
 
 def drawing_code_sha256() -> str:
-    """sha256 over the source of DRAWING_MODULES: a build continued by changed code would mix two renderers."""
+    """sha256 over the source of the DRAWING_CODE files: a build continued by changed code would mix two renderers."""
     root = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in DRAWING_MODULES:
-        digest.update(name.encode() + b"\0" + hashlib.sha256((root / f"{name}.py").read_bytes()).digest())
+    for path in drawing_code_files():
+        name = path.relative_to(root).with_suffix("").as_posix()
+        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
@@ -329,7 +344,7 @@ def _different_build(out: Path, old: dict, plan: BuildPlan) -> str:
         why = "the same phantom scans, drawn by changed code (synth/phantom.py or synth/chrome.py)"
     elif differs == ["drawing code"]:
         why = ("the same inputs, drawn by changed code ("
-               + ", ".join(f"synth/{name}.py" for name in DRAWING_MODULES) + ")")
+               + ", ".join(f"synth/{pattern}" for pattern in DRAWING_CODE) + ")")
     else:
         why = "other " + " and ".join(differs)
     return f"--out {out} holds a different build ({why}); choose another folder or pass --overwrite to replace it."

@@ -11,7 +11,7 @@ phantoms without it has never seen such marks as background, and flags them on r
 Sampling is separate from drawing (`sample_chrome(rng, params)` -> `Chrome`, then `draw_chrome`), and
 the rng is the phantom's own chrome stream (`synth.phantom.make_phantom(chrome=True)`), so turning
 chrome on leaves the rest of a phantom unchanged. Sizes are in screen px times an image/screen scale
-drawn like the annotations' (`synth.render.RenderOptions.scale_range`): at 256 px the text is 2-5 px
+drawn like the annotations' (`synth.raster.RenderOptions.scale_range`): at 256 px the text is 2-5 px
 tall, as on real scans brought to that size.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from synth.render import REF_WIDTH_PX, Layer, RenderOptions, TextLabel, draw_label, text_ink
+from synth.raster import REF_WIDTH_PX, Layer, RenderOptions, TextLabel, draw_label, text_ink
 
 __all__ = ["Bar", "Chrome", "draw_chrome", "sample_chrome"]
 
@@ -53,7 +53,7 @@ class Bar:
 
 @dataclass(frozen=True)
 class Chrome:
-    """Everything `draw_chrome` needs: text lines (`synth.render.TextLabel`, baseline origins in image
+    """Everything `draw_chrome` needs: text lines (`synth.raster.TextLabel`, baseline origins in image
     px), bars, and the colour of the 5 cm depth ticks and focus marker (None: they stay grey)."""
 
     vendor: str

@@ -141,7 +141,8 @@ def test_different_build_in_out_is_refused_unless_overwrite(tmp_path, monkeypatc
     # the same inputs drawn by an edited renderer: refused too, so a continued build never mixes two renderers
     assert manifest["drawing_code_sha256"] == build.drawing_code_sha256()
     monkeypatch.setattr(build, "drawing_code_sha256", lambda: "1" * 64)
-    with pytest.raises(BuildError, match=r"same inputs, drawn by changed code \(synth/render.py, synth/images.py"):
+    changed = r"same inputs, drawn by changed code \(synth/render/\*\.py, synth/raster.py, synth/images.py"
+    with pytest.raises(BuildError, match=changed):
         _build(tmp_path, "a")
     monkeypatch.undo()
     cfg = BuildConfig(kind="body_marker", n=7, seed=5, **SMALL)
@@ -151,6 +152,27 @@ def test_different_build_in_out_is_refused_unless_overwrite(tmp_path, monkeypatc
     (tmp_path / "junk" / "notes.txt").write_text("mine")
     with pytest.raises(BuildError, match="not empty"):
         _build(tmp_path, "junk")
+
+
+def test_drawing_code_hash_covers_every_renderer_module(monkeypatch):
+    """Every synth module the renderer loads (all of synth/render/, synth/raster.py, ...) is in the build's
+    identity hash, and editing any one of them changes it."""
+    root = Path(build.__file__).parent
+    covered = {p.relative_to(root).as_posix() for p in build.drawing_code_files()}
+    code = ("import sys, synth.render, synth.images; print(' '.join(sorted(m.__file__ for n, m in sys.modules.items()"
+            " if n.startswith('synth.'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    loaded = {Path(f).relative_to(root).as_posix() for f in loaded}
+    on_disk = {f"render/{p.name}" for p in (root / "render").glob("*.py")} | {"raster.py"}
+    assert on_disk <= loaded <= covered, (sorted(on_disk - loaded), sorted(loaded - covered))
+    base = build.drawing_code_sha256()
+    real = Path.read_bytes
+    for rel in sorted(covered):
+        edited = root / rel
+        monkeypatch.setattr(Path, "read_bytes", lambda self, e=edited: real(self) + (b"#" if self == e else b""))
+        assert build.drawing_code_sha256() != base, rel
+    monkeypatch.undo()
+    assert build.drawing_code_sha256() == base
 
 
 def test_build_records_its_library_versions_and_refuses_to_mix_them(tmp_path, monkeypatch):

@@ -1,9 +1,12 @@
-"""Tests for synth.render: shapes, determinism, the mask rule, backgrounds, A/B overlap, placement."""
+"""Tests for synth.render: shapes, determinism, the mask rule, backgrounds, A/B overlap, placement, kinds."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -13,6 +16,10 @@ import pytest
 from synth import render as R
 from synth.icons import Icon, IconSet
 from synth.kinds import CLASS_IDS, KINDS
+from synth.raster import JPEG_BLOCK_PX, rotated_size, text_ink
+from synth.render.body_marker import sample_body_marker
+from synth.render.composite import _jpeg_rects
+from synth.render.vascular_flow import _box_outline
 
 H, W = 160, 192
 SINGLE = [k for k in KINDS if k != "mixed"]
@@ -147,7 +154,7 @@ def test_class_ids_mixed(clean, icons):
 
 def _block_dilation(fp: np.ndarray) -> np.ndarray:
     """Pixels in the 16 px JPEG blocks that `fp` touches, grown by one block."""
-    B = R.JPEG_BLOCK_PX
+    B = JPEG_BLOCK_PX
     h, w = fp.shape
     nby, nbx = -(-h // B), -(-w // B)
     pad = np.zeros((nby * B, nbx * B), bool)
@@ -196,7 +203,7 @@ def test_partial_jpeg_equals_whole_image_jpeg():
         for q in (90, 95):
             full_clean, full_changed = R.jpeg_roundtrip(img, q), R.jpeg_roundtrip(changed, q)
             out = full_clean.copy()
-            for (cx0, cy0, cx1, cy1), (px0, py0, px1, py1) in R._jpeg_rects(idx, h, w):
+            for (cx0, cy0, cx1, cy1), (px0, py0, px1, py1) in _jpeg_rects(idx, h, w):
                 dec = R.jpeg_roundtrip(np.ascontiguousarray(changed[cy0:cy1, cx0:cx1]), q)
                 out[py0:py1, px0:px1] = dec[py0 - cy0:py1 - cy0, px0 - cx0:px1 - cx0]
             np.testing.assert_array_equal(out, full_changed)
@@ -218,7 +225,7 @@ def test_body_marker_needs_icons(clean, icons):
     with pytest.raises(ValueError, match="body_marker"):
         R.render_pair("body_marker", np.random.default_rng(0), clean, no_markers)
     with pytest.raises(ValueError):
-        R.sample_body_marker(np.random.default_rng(0), H, W, None)
+        sample_body_marker(np.random.default_rng(0), H, W, None)
 
 
 def test_body_marker_edges_placement(clean, icons):
@@ -234,9 +241,9 @@ def test_body_marker_edges_placement(clean, icons):
 @pytest.mark.parametrize("placement", ["anywhere", "edges"])
 def test_body_marker_fully_inside(placement, icons):
     for seed in range(50):
-        p = R.sample_body_marker(np.random.default_rng(seed), H, W, icons, R.RenderOptions(placement=placement))
+        p = sample_body_marker(np.random.default_rng(seed), H, W, icons, R.RenderOptions(placement=placement))
         ic = next(i for i in icons.icons("body_marker") if i.name == p.icon)
-        bw, bh = R._rotated_size(ic.rgba.shape[1] * p.scale, ic.rgba.shape[0] * p.scale, p.angle_deg)
+        bw, bh = rotated_size(ic.rgba.shape[1] * p.scale, ic.rgba.shape[0] * p.scale, p.angle_deg)
         assert bw / 2 <= p.cx <= W - bw / 2 and bh / 2 <= p.cy <= H - bh / 2
         assert abs(p.angle_deg) <= 15
 
@@ -251,11 +258,11 @@ def test_annotations_stay_on_canvas(clean, icons):
                     for x, y in ((pr.x0, pr.y0), (pr.x1, pr.y1)):
                         assert p.arm_r1_px <= x <= W - p.arm_r1_px and p.arm_r1_px <= y <= H - p.arm_r1_px
             elif kind == "vascular_flow":
-                o = R._box_outline(p)
+                o = _box_outline(p)
                 assert o[:, 0].min() >= 0 and o[:, 0].max() <= W and o[:, 1].min() >= 0 and o[:, 1].max() <= H
             elif kind == "text":
                 for t in p.labels:
-                    l, tp, r, b = R.text_ink(t.text, t.font, t.cap_px, t.bold)
+                    l, tp, r, b = text_ink(t.text, t.font, t.cap_px, t.bold)
                     assert t.x + l >= 0 and t.x + r <= W and t.y + tp >= 0 and t.y + b <= H
 
 
@@ -289,3 +296,24 @@ def test_odd_sizes(icons):
         for kind in KINDS:
             out = R.render_pair(kind, np.random.default_rng(1), img, icons)
             assert out["noisy_a"].shape == (h, w, 3) and np.count_nonzero(out["mask"]) >= R.MIN_MASK_PX
+
+
+@pytest.mark.parametrize("kind", sorted(CLASS_IDS))
+def test_each_kind_is_one_module_and_one_registry_line(kind):
+    """synth/render/<kind>.py holds the kind's frozen priors table, sampler and drawer; KIND_SPECS names them."""
+    mod = importlib.import_module(f"synth.render.{kind}")
+    spec = R.KIND_SPECS[kind]
+    assert spec.sample is getattr(mod, f"sample_{kind}") is R.SAMPLERS[kind]
+    assert spec.draw is getattr(mod, f"draw_{kind}") is R.DRAWERS[kind]
+    assert dataclasses.is_dataclass(mod.PRIORS)
+    field = dataclasses.fields(mod.PRIORS)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(mod.PRIORS, field, None)
+    assert set(R.KIND_SPECS) == set(CLASS_IDS) and set(R.SAMPLERS) == set(KINDS)
+
+
+def test_chrome_needs_only_the_rasteriser():
+    """synth.chrome (phantom scans) draws with synth.raster and never imports the annotation renderer."""
+    code = "import sys, synth.chrome; print(' '.join(sorted(m for m in sys.modules if m.startswith('synth'))))"
+    mods = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split())
+    assert "synth.raster" in mods and not any(m == "synth.render" or m.startswith("synth.render.") for m in mods)

@@ -1,7 +1,7 @@
 """How much Dice can a detector lose to the mask rule alone? Writes studies/mask_edge/results/mask_ceiling.md.
 
 The truth mask marks a pixel when capture softening left it at least MASK_MIN_DIFF (8) grey levels away
-from the clean scan (synth/render.py, MASK RULE). Strokes are thin and their JPEG-softened edges fade
+from the clean scan (synth/render/composite.py, MASK RULE). Strokes are thin and their JPEG-softened edges fade
 out gradually, so many masked pixels sit a level or two from that cut. This renders the `quality`
 recipe's held-out test samples (seed 2, 128 samples, 256 px, built-in phantoms: the same arrays as
 `out/quality/KIND/shards/test`) and measures, per kind, against the shard's own mask:
