@@ -15,20 +15,27 @@ import torch
 from common import machine, table
 
 from synth.annotate import annotate
+from synth.icons import DEFAULT_ICON_DIR, load_icon_set
 from synth.phantom import make_phantom
 from train.grow import DEFAULT_GROW
 from train.infer import clean_image, filler_from_checkpoint, load_predictor
 from train.shipped import default_checkpoint, default_fill
 
-OUT = Path(__file__).resolve().parent / "results" / "apply.md"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "results" / "apply.md"
+
+
+def _short(p) -> str:
+    p = Path(p).resolve() if p else None
+    return str(p.relative_to(ROOT)) if p and p.is_relative_to(ROOT) else str(p)
 KINDS = ("radial_line", "body_marker", "text", "vascular_flow")
 
 
 def scans(n: int, size: int = 512) -> list[np.ndarray]:
     """n phantom scans, each with one annotation (kinds in turn)."""
-    out = []
+    out, icons = [], load_icon_set(DEFAULT_ICON_DIR)
     for k in range(n):
-        img, _ = annotate(make_phantom(100 + k, size), KINDS[k % len(KINDS)], np.random.default_rng(k))
+        img, _ = annotate(make_phantom(100 + k, size), KINDS[k % len(KINDS)], np.random.default_rng(k), icons)
         out.append(img)
     return out
 
@@ -70,7 +77,8 @@ def main() -> None:
     text = "\n".join([
         "# `train apply` with the shipped model, 512x512 scans", "",
         f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads.", "",
-        f"Model: {det} ({params / 1e6:.2f} M parameters, trained at {meta['image_size']} px); filler: {fill}. "
+        f"Model: {_short(det)} ({params / 1e6:.2f} M parameters, trained at {meta['image_size']} px); "
+        f"filler: {_short(fill)}. "
         f"{args.n} phantom scans with one annotation each; command: `python bench/bench_apply.py --n {args.n}`.", "",
         table(["path", "scans/s"], rows), "",
     ])
