@@ -35,7 +35,7 @@ lock:
 
 # lint and the test suite (~2.5 min on 2 cores); REQUIRE_DEVDATA=1 turns dev-data skips into failures
 test *ARGS: setup
-    {{bin}}/ruff check synth train tests bench
+    {{bin}}/ruff check synth train tests bench studies
     HF_HUB_OFFLINE=1 {{py}} -m pytest -q -m "not slow and not gpu" {{ARGS}}
 
 # slower checks (full-size 512x512 builds)
