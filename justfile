@@ -33,7 +33,7 @@ lock:
         --python-platform x86_64-manylinux_2_28 --custom-compile-command "just lock" -o requirements.lock
     echo "requirements.lock: $(grep -c '^[a-z]' requirements.lock) packages; run just setup to install them"
 
-# lint and the test suite (~2.5 min on 2 cores); REQUIRE_DEVDATA=1 turns dev-data skips into failures
+# lint and the test suite (~4.5 min on 2 cores after set-up); REQUIRE_DEVDATA=1 turns dev-data skips into failures
 test *ARGS: setup
     {{bin}}/ruff check synth train tests bench studies
     HF_HUB_OFFLINE=1 {{py}} -m pytest -q -m "not slow and not gpu" {{ARGS}}
@@ -50,8 +50,9 @@ bench: setup
 bench-gpu: setup
     cd bench && ../{{py}} bench_gpu.py
 
-# the main job end to end on phantoms and shipped icons (~12 min on 2 cores): shards, N2N/N2C/seg models, their table
-# against the committed reference, and held-out annotated and clean phantom scans cleaned and scored; all under out/demo
+# phantom shards, N2N/N2C/seg models and their table checked against reports/demo/table.json; held-out annotated and
+# clean phantoms cleaned and scored against truth; everything goes under out/demo, nothing tracked changes
+# the main job end to end on built-in phantoms and the shipped icons (9.6 min on 2 cores after set-up)
 demo: setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -76,9 +77,9 @@ demo: setup
     {{bin}}/train score-apply out/demo/applied --truth out/demo/truth
     echo "demo: everything is in out/demo (report/table.md, report/figure.png, applied/score/panels.png)"
 
-# the ready model shipped in train/weights (~40 min on 2 idle cores): a multi-kind detector and its N2N filler, trained
-# only on built-in phantoms (with scanner chrome and bright reflectors, never masked) and the shipped icons, with
+# trained only on built-in phantoms (scanner chrome and bright reflectors never masked) and the shipped icons, with
 # annotations of any colour (--palette any); then its Dice etc. on held-out phantoms into docs/model_card/phantom_test
+# the ready model in train/weights (~40 min on 2 idle cores): a multi-kind detector and its N2N filler
 release-model SEG_WINDOWS="32768" FILL_WINDOWS="8192": setup
     #!/usr/bin/env bash
     set -euo pipefail
