@@ -1,4 +1,4 @@
-"""What the full study's runs cost per model, and how long the 29 runs not yet made should take on an H200.
+"""What the full study's runs cost per model, and how long the runs not yet made should take on the study's GPU.
 
 For every model of `train study`'s full plan, built exactly as the study builds it (paper widths, resnet34
 encoders, fcn on resnet101), measured side by side in one run on this machine:
@@ -6,7 +6,7 @@ encoders, fcn on resnet101), measured side by side in one run on this machine:
 2. FLOPs of one training step per 256 px window (forward + backward, torch.utils.flop_counter);
 3. seconds per 256 px window of a CPU training step (batch 2, fp32, L1, AdamW), after a warm-up step.
 
-Then the study runs already made on the H200 (--runs, the study's OUT/runs or REPORT/runs, which are
+Then the study runs already made on the GPU (--runs, the study's OUT/runs or REPORT/runs, which are
 regenerated and not committed: the median windows/s logged within
 steps, and the seconds of training) give, for the models they cover, the TFLOP/s the card reached. Those
 differ between models, so a model not yet run is priced as a range: its FLOPs at the best and at the worst

@@ -4,7 +4,7 @@ Real clean scans carry the scanner's own marks outside (and sometimes over) the 
 block top-right in grey with one blue line ("C5 / M4", "FF3 / E2", "SRI II 3 / CRI 2"), a yellow
 "Voluson" logo and yellow 5 cm depth ticks; Mindray's cyan 'm' logo, depth digits ("0", "5", "10")
 beside the ticks and a cine counter ("463/463") on a thin blue bar at the bottom left
-(ANNOTATION_STATS.md section 4, and the dev scans looked at side by side with phantoms). None of it is
+(docs/ANNOTATION_STATS.md section 4, and the dev scans looked at side by side with phantoms). None of it is
 an annotation: it is in the clean scan too, so the mask never covers it. A detector trained on
 phantoms without it has never seen such marks as background, and flags them on real clean scans.
 

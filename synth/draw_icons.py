@@ -416,7 +416,7 @@ def body_marker_icon(name: str) -> Icon:
 
 
 # ----------------------------------------------------------------------------------------------
-# Caliper crosses (kind radial_line), in the styles measured in ANNOTATION_STATS.md section 1.
+# Caliper crosses (kind radial_line), in the styles measured in docs/ANNOTATION_STATS.md section 1.
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,8 @@ TEXT_MIN_CHROMA = 35.0           # median chroma of a text group (labels are viv
 FLOW_CHROMA = 40.0               # red/blue Doppler flow, colour bars, blue UI text
 DIFF_SOFT, DIFF_CORE = 12.0, 30.0  # grey levels: JPEG q95 noise stays below DIFF_SOFT
 # near-identical icons: mean |premultiplied RGBA| difference over their opaque bodies (grey levels).
-# Crosses are one glyph whose copies differ only by capture noise (measured: 16-25 between copies that
-# look the same at 5x); other kinds keep a tighter limit so a changed digit in a label stays distinct.
+# Crosses are one glyph whose copies differ only by capture noise, so they get a looser limit; other kinds
+# keep a tighter one so a changed digit in a label stays distinct.
 DUP_MAD = {"radial_line": 24.0, "default": 12.0}
 
 

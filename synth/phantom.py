@@ -14,8 +14,8 @@ lateral position `u` in [-1, 1] across the fan):
 - `posterior` integrates along each scan line, so fluid brightens everything below it (posterior
   acoustic enhancement) and strong attenuators darken it (shadow).
 - `tgc` is flat on average (time-gain compensation), brighter in the first millimetres
-  (transducer ring-down) and falling ~20 % over the last ~10 % of the depth, as measured on the
-  dev scans (ANNOTATION_STATS.md section 5).
+  (transducer ring-down) and falling ~20 % over the last ~10 % of the depth, as on the
+  dev scans (docs/ANNOTATION_STATS.md section 5).
 - `speckle` is fully developed speckle: the intensity of a blurred complex Gaussian field
   (exponential intensity, Rayleigh amplitude; two looks compounded) raised to a small power, the
   way log-compression and speckle reduction shrink its contrast. Its grains are ~2.3x wider
@@ -26,11 +26,9 @@ depth ticks, a focus marker, the transvaginal probe outline and a GE-style grey-
 in grey on top. The output is RGB uint8 with R = G = B; with `chrome=True` the scanner's coloured
 text, logos and bars (`synth.chrome`) are drawn over it as well.
 
-Measured against the 78 clean dev scans (same fan-mask and statistics code for both), the medians
-over 100 phantoms of the mean, std, median, p5/p95 grey in the fan, 24 px patch CV, grain FWHM
-and black fraction all fall inside the dev scans' p10-p90 ranges, most within a few grey levels
-of the dev medians. Phantoms are simpler than real anatomy (no bowel,
-no follicle clusters, no Doppler), which is fine for their job: a plausible, varied background to
+Their grey levels, patch contrast and grain fall inside the clean dev scans' p10-p90 ranges
+(docs/ANNOTATION_STATS.md section 5; tests/test_phantom.py). Phantoms are simpler than real anatomy (no
+bowel, no follicle clusters, no Doppler), which is fine for their job: a plausible, varied background to
 paste annotations on when a user has no clean scans.
 """
 
@@ -60,7 +58,7 @@ REFLECTOR_STREAM = 0x7265666C
 
 _GEOMETRY_PROBS = (0.8, 0.1, 0.1)  # dev scans: ~80 % transvaginal, the rest abdominal (no linear seen)
 
-# Speckle grain, measured on the dev scans (ANNOTATION_STATS.md section 5): autocorrelation FWHM
+# Speckle grain of the dev scans (docs/ANNOTATION_STATS.md section 5): autocorrelation FWHM
 # 8.0 px along the arcs and 3.4 px in depth on frames ~532 px tall. Grain is tied to the depth
 # range shown, so it scales with the frame height: `size_px / _REF_HEIGHT_PX`.
 _REF_HEIGHT_PX = 532.0
@@ -69,8 +67,7 @@ _GRAIN_FWHM_AXIAL_PX = 3.4
 
 # Blur sigma of the complex field per target FWHM. Theory for the raw intensity gives FWHM = 2.355
 # sigma (sigma = 0.42 FWHM); power compression, compounding and the bilinear scan conversion widen
-# grains, so 0.36 was calibrated: one FWHM measurement applied to the dev scans (native size) and
-# to phantoms (scaled to 532 px) gives the same lateral and axial widths within ~5 %.
+# grains, so 0.36 is calibrated: it gives phantoms (at 532 px) the dev scans' grain widths.
 _SIGMA_PER_FWHM_LATERAL = 0.36
 _SIGMA_PER_FWHM_AXIAL = 0.36
 

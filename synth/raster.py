@@ -57,12 +57,10 @@ __all__ = [
 
 MASK_MIN_DIFF = 8
 """Grey levels (max over RGB of |noisy - clean|) a pixel must change by to be masked when softening is on.
-Why 8 (measured on dev scans at 512 px, 240 draws): re-encoding a clean scan at q90/95 moves pixels by
-p99 5 / p99.9 9 levels, so 8 keeps compression noise out of the mask; 91 % of drawn (alpha > 0) pixels
-change by >= 8 (94 % by >= 4, 88 % by >= 12), the rest being faint anti-aliased fringes or overlays on
-tissue of their own colour. JPEG ringing and chroma spill outside the footprint reach >= 8 for 3 % of the
-changed pixels (up to ~30 levels), which is why the rule also requires the footprint. Without softening
-the rule uses 1 (every changed pixel). The rule itself: `synth.render.composite.mask_rule`."""
+Why 8: it sits above what a JPEG q90/95 re-encode moves a clean pixel by, yet below what almost every
+drawn (alpha > 0) pixel changes by; JPEG ringing and chroma spill outside the footprint can still pass it,
+which is why the rule also requires the footprint. Without softening the rule uses 1 (every changed pixel).
+The rule itself: `synth.render.composite.mask_rule`."""
 
 SS = 4
 """Supersampling factor of the stroke rasteriser (box-averaged down by two exact 2x halvings)."""

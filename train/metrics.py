@@ -44,9 +44,7 @@ DEFAULT_THRESHOLD = 8.0
 """Residual at or above which a pixel is annotation: the largest per-channel |input - output|, in grey
 levels (0..255). Why 8 and why per channel: it is the shard's own mask rule (synth.render.MASK_MIN_DIFF,
 a pixel is annotation where some channel differs from `clean` by >= 8), so a perfect restoration gives
-back exactly the truth mask. Measured on 64 held-out 256 px samples per kind with out = clean: this rule
-gives Dice 0.99 (body_marker), 0.95 (radial_line), 0.96 (vascular_flow); the earlier luma > 24 rule gave
-0.73 / 0.58 / 0.57, a ceiling below what any model could reach. A trained model is not perfect, so
+back exactly the truth mask (its Dice with out = clean: docs/cli.md, `train eval`). A trained model is not perfect, so
 `train run` sweeps THRESHOLD_GRID on its validation set and stores the best value in the checkpoint;
 eval and apply use that one unless told otherwise."""
 

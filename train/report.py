@@ -123,8 +123,8 @@ def outline(img: np.ndarray, mask: np.ndarray, colour=(255, 40, 40)) -> np.ndarr
 
 
 def figure_rows_for(image_size: int) -> int:
-    """Examples in a comparison figure by default: 4 up to 256 px, 2 above (4 rows of 512 px speckle made a
-    3 MB PNG). `train compare` and `train study` both draw by it."""
+    """Examples in a comparison figure by default: 4 up to 256 px, 2 above (large speckle PNGs grow fast).
+    `train compare` and `train study` both draw by it."""
     return 4 if image_size <= 256 else 2
 
 

@@ -59,9 +59,9 @@ class StudyPlan:
 clock = time.monotonic  # the --minutes time box reads this (a test advances it)
 
 PLANS: dict[str, StudyPlan] = {
-    # one H100/H200: 8 models x 2 modes x 2 norms + 7 losses + 4 other-kind runs = 43 runs of 16384 samples at
-    # 512 px (256 px windows, bf16); cost per model in bench/results/models.md, timings in docs/study.md.
-    # 10 loader workers: with 6, an H200 waited on data most of the time
+    # one large GPU: 8 models x 2 modes x 2 norms + 7 losses + 4 other-kind runs = 43 runs of 16384 samples at
+    # 512 px (256 px windows, bf16), 10 loader workers to keep the card fed; costs in docs/study.md and
+    # docs/performance.md
     "full": StudyPlan(size=512, n_train=8192, n_val=64, n_test=256, samples=16384, batch_size=16, preset="fast",
                       widths={}, encoder=None, fcn_backbone="resnet101", crop=256, amp="bf16", workers=10,
                       build_workers=12, smn_models=tuple(MODELS),
@@ -135,7 +135,7 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
     `report` (default: `out`); returns the tables path.
 
     only: run just the runs whose table is this one ("I-II", "III-IV", "V-VI", "VII-VIII").
-    minutes: time box for shard building and training (a lent GPU's lease). The run in progress when it
+    minutes: time box for shard building and training (e.g. a borrowed GPU's). The run in progress when it
     ends is checkpointed and stopped, later ones are not started, nor is a run when less time is left than
     the longest run of this call took to train and evaluate; the tables hold the finished runs and
     list the rest, and rerunning the command continues with them."""
@@ -153,7 +153,7 @@ def run_study(variant: str, out: str | Path, only: str | None = None, progress=N
         log(f"{carried} finished runs taken from {report / 'runs'} (an earlier machine's); not trained again")
     results: dict[str, Evaluated] = {}
     seconds: dict[str, float] = {}
-    machines: dict[str, str] = {}  # run -> the machine that evaluated it (runs of several leases share a table)
+    machines: dict[str, str] = {}  # run -> the machine that evaluated it (runs of several machines share a table)
     built: set[str] = set()
     longest = 0.0  # wall seconds of the longest run trained and evaluated in this call: a run that would not
     # finish in the time left is not started (a stopped run's checkpoint stays on a lent machine that goes back)

@@ -5,7 +5,7 @@ n2n_unet width 16, batch 8, AdamW 1e-3 cosine (`--preset cpu`) unless the row sa
 training time (4096 windows of 128 px, or 1024 whole images, which cost the same), mask threshold picked
 on the validation shards, metrics on the test shards. A first block needs no training: a perfect
 restoration (output = clean) under the old and the new mask rule. (The global residual output is not
-a row: it stayed the identity in bench_recipes.py and again in a 4096-window n2c run, Dice 0.000.)
+a row: it stays the identity map, docs/performance.md, "Why the `fast` preset".)
 
 Writes studies/tuning/results/tuning.md. Usage: python studies/tuning/bench_tuning.py [--samples 4096] [--work DIR]
 """

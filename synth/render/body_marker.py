@@ -31,7 +31,7 @@ __all__ = ["PRIORS", "BodyMarkerParams", "BodyMarkerPriors", "draw_body_marker",
 
 @dataclass(frozen=True)
 class BodyMarkerPriors:
-    """How body markers look on the development scans (ANNOTATION_STATS.md). Integer ranges are
+    """How body markers look on the development scans (docs/ANNOTATION_STATS.md). Integer ranges are
     `rng.integers` ranges (high end excluded)."""
 
     size_range: tuple[float, float] = (0.6, 1.4)  # x the icon's native size, at REF_WIDTH_PX

@@ -8,7 +8,7 @@ Pipeline for one sample (`render_pair`), all randomness from the caller's `rng`:
    (the kinds are in `synth/render/<kind>.py`, listed in `synth.render.registry.KIND_SPECS`).
 3. The pieces are composited over the clean scan in float (premultiplied "over" in drawing order) on
    the changed pixels only, and rounded once.
-4. Capture softening (`opts.soften`, ANNOTATION_STATS.md section 6): the chroma of the overlay (colour
+4. Capture softening (`opts.soften`, docs/ANNOTATION_STATS.md section 6): the chroma of the overlay (colour
    minus luma) is blurred with sigma ~1.6 screen px while its luma stays sharp, then the image goes
    through a JPEG round trip (quality 90-95, 4:2:0, cv2/libjpeg). The clean scan gets the same round trip
    and is returned as "clean", so outside the JPEG blocks an annotation touches, clean and noisy are

@@ -75,7 +75,7 @@ _ICON_STYLE = {"ge": "ge_standard", "ge_large": "ge_large", "mindray": "mindray"
 
 @dataclass(frozen=True)
 class RadialLinePriors:
-    """How calipers look on the GE Voluson / Mindray development scans (ANNOTATION_STATS section 1) and in
+    """How calipers look on the GE Voluson / Mindray development scans (docs/ANNOTATION_STATS.md section 1) and in
     the palette="any" mix. `*_p`: probabilities of the options beside them; integer ranges are
     `rng.integers` ranges (high end excluded)."""
 
@@ -167,7 +167,8 @@ class RadialLineParams:
 
 
 def _line_angle(rng: np.random.Generator) -> float:
-    """Measured: 42 % within 15 deg of horizontal, 12 % within 15 deg of vertical, the rest oblique."""
+    """Caliper line angle in PRIORS.angle_cum's shares: near horizontal, near vertical or oblique
+    (docs/ANNOTATION_STATS.md section 1)."""
     u = rng.random()
     if u < PRIORS.angle_cum[0]:
         return float(rng.uniform(-15, 15))
@@ -245,7 +246,7 @@ def sample_radial_line(
     opts: RenderOptions = RenderOptions(),
     avoid: np.ndarray | None = None,
 ) -> RadialLineParams:
-    """Caliper pairs as measured on GE Voluson / Mindray scans (ANNOTATION_STATS section 1)."""
+    """Caliper pairs as measured on GE Voluson / Mindray scans (docs/ANNOTATION_STATS.md section 1)."""
     P = PRIORS
     s = screen_scale(rng, w, opts)
     if opts.palette == "any":

@@ -32,7 +32,7 @@ __all__ = ["PRIORS", "TEXT_STRINGS", "TextParams", "TextPriors", "draw_text", "s
 
 @dataclass(frozen=True)
 class TextPriors:
-    """How burned-in labels look on the development scans (ANNOTATION_STATS section 3). `*_p`: probabilities
+    """How burned-in labels look on the development scans (docs/ANNOTATION_STATS.md section 3). `*_p`: probabilities
     of the options beside them; cap heights in screen px; integer ranges are `rng.integers` ranges (high
     end excluded)."""
 
@@ -153,7 +153,7 @@ def sample_text(
     opts: RenderOptions = RenderOptions(),
     avoid: np.ndarray | None = None,
 ) -> TextParams:
-    """Burned-in labels as measured (ANNOTATION_STATS section 3): GE yellow with a thin dark outline,
+    """Burned-in labels as measured (docs/ANNOTATION_STATS.md section 3): GE yellow with a thin dark outline,
     GE large, Mindray white bold, or generic white/grey."""
     P = PRIORS
     s = screen_scale(rng, w, opts)

@@ -38,7 +38,7 @@ __all__ = ["PRIORS", "ColourBar", "VascularFlowParams", "VascularFlowPriors", "V
 
 @dataclass(frozen=True)
 class VascularFlowPriors:
-    """How Doppler boxes look on the development scans (ANNOTATION_STATS section 2). `*_p`: probabilities
+    """How Doppler boxes look on the development scans (docs/ANNOTATION_STATS.md section 2). `*_p`: probabilities
     of the options beside them; integer ranges are `rng.integers` ranges (high end excluded)."""
 
     shapes: tuple[str, ...] = ("sector", "rectangle", "parallelogram")
@@ -329,7 +329,7 @@ def sample_vascular_flow(
     opts: RenderOptions = RenderOptions(),
     avoid: np.ndarray | None = None,
 ) -> VascularFlowParams:
-    """Doppler box as measured (ANNOTATION_STATS section 2), with wide variation."""
+    """Doppler box as measured (docs/ANNOTATION_STATS.md section 2), with wide variation."""
     P = PRIORS
     s = screen_scale(rng, w, opts)
     u = rng.random()
