@@ -14,6 +14,25 @@ MODEL_NAMES = ("deeplabv3", "fcn", "linknet", "manet", "multiresunet", "n2n_unet
 LOSS_NAMES = ("l1", "l2", "huber", "smooth_l1", "l1+l2", "huber+l2", "smooth_l1+l2", "all")
 
 
+def _detector_or_shipped(checkpoint: tuple, fill: Path | None = None, with_fill: bool = False) -> tuple:
+    """(checkpoints, fill): the ones given, or the shipped detector (and, with_fill, the shipped filler unless
+    --fill was given), said on stderr. A ClickException when this install has no shipped model."""
+    if checkpoint:
+        return tuple(checkpoint), fill
+    from train.checkpoint import TrainError
+    from train.shipped import default_checkpoint, default_fill
+
+    try:
+        checkpoint = (default_checkpoint(),)
+    except TrainError as e:
+        raise click.ClickException(str(e)) from None
+    if with_fill:
+        fill = fill or default_fill()
+    click.echo(f"checkpoint: the shipped detector ({checkpoint[0]})"
+               + (f", filler: {fill or 'inpainting'}" if with_fill else ""), err=True)
+    return checkpoint, fill
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="us-annotation-n2n")
 def main() -> None:
@@ -247,12 +266,8 @@ def eval_(checkpoint, shards, out, threshold, save_examples, max_samples, batch_
     from train.evaluate import evaluate_batches, write_reports
     from train.infer import predictor_from_checkpoint
 
+    checkpoint = _detector_or_shipped((checkpoint,) if checkpoint else ())[0][0]
     try:
-        if checkpoint is None:
-            from train.shipped import default_checkpoint
-
-            checkpoint = default_checkpoint()
-            click.echo(f"checkpoint: the shipped detector ({checkpoint})", err=True)
         predictor, meta = predictor_from_checkpoint(checkpoint)
         stream = ShardStream(shards, (*EVAL_FIELDS, "sample_id"), shuffle=False)
     except (TrainError, DataError) as e:
@@ -307,15 +322,7 @@ def apply(checkpoint, inputs, out, threshold, fill, min_area, grow) -> None:
     missing = [str(p) for p in inputs if not Path(p).exists()]
     if missing:
         raise click.ClickException(f"no such file or folder: {', '.join(missing)}.")
-    if not checkpoint:
-        from train.shipped import default_checkpoint, default_fill
-
-        try:
-            checkpoint = (default_checkpoint(),)
-        except TrainError as e:
-            raise click.ClickException(str(e)) from None
-        fill = fill or default_fill()
-        click.echo(f"checkpoint: the shipped detector ({checkpoint[0]}), filler: {fill or 'inpainting'}", err=True)
+    checkpoint, fill = _detector_or_shipped(checkpoint, fill, with_fill=True)
     with Progress(transient=True) as bar:
         task = bar.add_task("cleaning", total=None)
         try:
@@ -376,11 +383,7 @@ def audit(inputs, out, checkpoint, fill, rules, threshold, min_area, thumb_px, p
         raise click.ClickException(f"--rules {rules}: no such file; see docs/examples/rules.toml for one to copy.")
     try:
         rule_list = load_rules(rules) if rules else None
-        if not checkpoint:
-            from train.shipped import default_checkpoint, default_fill
-
-            checkpoint = (default_checkpoint(),)
-            fill = fill or default_fill()
+        checkpoint, fill = _detector_or_shipped(checkpoint, fill, with_fill=True)
         cfg = AuditConfig(out=str(out), checkpoints=tuple(str(c) for c in checkpoint),
                           fill=str(fill) if fill else None, threshold=threshold, min_area=min_area,
                           thumb_px=thumb_px, preview_px=preview_px)
@@ -512,14 +515,7 @@ def check_real(checkpoint, annotated, clean, out, panel_rows, limit, threshold, 
         raise click.ClickException("--sweep needs both --annotated and --clean (each folder's scans are its "
                                    "scan-level reference), or a --reference CSV: it trades annotated scans found "
                                    "against clean scans flagged.")
-    if not checkpoint:
-        from train.shipped import default_checkpoint
-
-        try:
-            checkpoint = (default_checkpoint(),)
-        except TrainError as e:
-            raise click.ClickException(str(e)) from None
-        click.echo(f"checkpoint: the shipped detector ({checkpoint[0]})", err=True)
+    checkpoint, _ = _detector_or_shipped(checkpoint)
     grow = DEFAULT_GROW if grow else None
     with Progress(transient=True) as bar:
         task = bar.add_task("real scans", total=None)
