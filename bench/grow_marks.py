@@ -41,6 +41,7 @@ from train.evaluate import dilate, predicted_mask  # noqa: E402
 from train.grow import DEFAULT_GROW, contrast_pixels, grow_image, grow_scores  # noqa: E402
 from train.infer import load_predictor, predict_scaled, upscale_mask  # noqa: E402
 from train.realcheck import reference_mask  # noqa: E402
+from train.score import truth_marks  # noqa: E402
 
 MARK_JOIN_PX = 12
 """Truth pixels this close are one mark: a caliper cross with its digit and its dotted line (rendered dots
@@ -93,10 +94,7 @@ def masks(small, pred, img, threshold, min_area, variants=VARIANTS):
 
 def mark_pieces(truth: np.ndarray) -> list[np.ndarray]:
     """The truth mask's marks: (N, 2) pixel coordinates of each piece joined within MARK_JOIN_PX."""
-    joined = dilate(truth, MARK_JOIN_PX)
-    n, lab = cv2.connectedComponents(joined.astype(np.uint8), connectivity=8)
-    lab = np.where(truth, lab, 0)
-    return [np.argwhere(lab == k) for k in range(1, n) if (lab == k).any()]
+    return [np.argwhere(m) for m in truth_marks(truth, MARK_JOIN_PX)]
 
 
 def fractions(pieces: list[np.ndarray], removed: dict[str, np.ndarray], keep: np.ndarray | None = None

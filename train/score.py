@@ -18,12 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from train.loop import TrainError
+from train.checkpoint import TrainError
+from train.realcheck import FOUND_FRACTION  # one rule for "found": train check-real's, for colour-keyed overlays
 from train.report import outline
-
-FOUND_FRACTION = 0.3
-"""A truth mark counts as found when at least this share of its pixels was removed (train check-real uses
-the same rule for colour-keyed overlays)."""
 
 REACH_PX = 1
 """Apply's mask is grown by this much before the overlap test: apply fills a mask dilated by about this."""
@@ -58,12 +55,13 @@ class Score:
         return d
 
 
-def truth_marks(truth: np.ndarray) -> list[np.ndarray]:
-    """Boolean masks, one per mark, of a (H, W) class-id truth mask."""
+def truth_marks(truth: np.ndarray, join_px: int = MARK_JOIN_PX) -> list[np.ndarray]:
+    """Boolean masks, one per mark, of a (H, W) class-id truth mask: truth pixels closer than join_px are
+    one mark."""
     on = truth > 0
     if not on.any():
         return []
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MARK_JOIN_PX + 1,) * 2)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * join_px + 1,) * 2)
     n, labels = cv2.connectedComponents(cv2.dilate(on.astype(np.uint8), k), connectivity=8)
     return [on & (labels == i) for i in range(1, n)]
 
