@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from train.report import HEADERS as NAMES  # the table's own column names
+
 TOLERANCES = {"dice": 0.01, "iou": 0.01, "pixel_accuracy": 0.002, "ssim": 0.005, "psnr_hvsm": 1.0}
 """Largest |difference| of a row's mean that still matches: wider than the demo table's measured spread across
 processors and library versions (docs/install.md, "What reproduces, and under what")."""
 
-NAMES = {"dice": "Dice", "iou": "IoU", "pixel_accuracy": "PA", "ssim": "SSIM", "psnr_hvsm": "PSNR-HVS-M"}
 
 
 def compare_tables(table: dict, reference: dict, tolerances: dict = TOLERANCES) -> list[dict]:
