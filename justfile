@@ -33,7 +33,7 @@ lock:
         --python-platform x86_64-manylinux_2_28 --custom-compile-command "just lock" -o requirements.lock
     echo "requirements.lock: $(grep -c '^[a-z]' requirements.lock) packages; run just setup to install them"
 
-# lint and the test suite (~4.5 min on 2 cores after set-up); REQUIRE_DEVDATA=1 turns dev-data skips into failures
+# lint and the test suite (~4 min on 2 cores after set-up); REQUIRE_DEVDATA=1 turns dev-data skips into failures
 test *ARGS: setup
     {{bin}}/ruff check synth train tests bench studies
     HF_HUB_OFFLINE=1 {{py}} -m pytest -q -m "not slow and not gpu" {{ARGS}}
@@ -52,7 +52,7 @@ bench-gpu: setup
 
 # phantom shards, N2N/N2C/seg models and their table checked against reports/demo/table.json; held-out annotated and
 # clean phantoms cleaned and scored against truth; everything goes under out/demo, nothing tracked changes
-# the main job end to end on built-in phantoms and the shipped icons (9.6 min on 2 cores after set-up)
+# the main job end to end on built-in phantoms and the shipped icons (7.0 min on 2 cores after set-up)
 demo: setup
     #!/usr/bin/env bash
     set -euo pipefail
